@@ -364,6 +364,7 @@ def load_image(path: str | os.PathLike, series_uid: str | None = None) -> Image:
         if kind == "nifti":
             import nibabel as nib
 
+            _check_raw_nifti_spacing(p)
             return from_nibabel(nib.load(str(p)), str(p))
         import SimpleITK as sitk
 
@@ -372,6 +373,24 @@ def load_image(path: str | os.PathLike, series_uid: str | None = None) -> Image:
         raise
     except Exception as exc:  # nibabel/zlib/ITK raise many types for corrupt data
         raise SpineLabelInputError(p, f"cannot be read as an image ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_raw_nifti_spacing(path: Path) -> None:
+    """Reject zero/negative voxel sizes before nibabel silently "fixes" them to 1 mm.
+
+    nibabel replaces a zero pixdim by 1 while loading (with only a log message), which
+    would give a wrong geometry; when the affine comes from pixdim (no sform) we refuse.
+    """
+    import nibabel as nib
+    from nibabel.openers import ImageOpener
+
+    with ImageOpener(str(path)) as fh:
+        raw = nib.Nifti1Header.from_fileobj(fh, check=False)
+    if int(raw["sform_code"]) > 0:
+        return  # the sform gives the geometry; validate_geometry checks it
+    pixdim = np.asarray(raw["pixdim"][1:4], dtype=float)
+    if np.any(pixdim <= 0) or not np.all(np.isfinite(pixdim)):
+        raise SpineLabelInputError(path, f"has zero or negative voxel spacing in its header (pixdim {tuple(pixdim)})")
 
 
 def load_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) -> Image:

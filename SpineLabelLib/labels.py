@@ -41,7 +41,7 @@ SNOMED_SCHEME = "SCT"
 # One hue family per region so a glance at a snapshot shows the region; neighbours within a
 # region alternate in lightness so adjacent vertebrae are always distinguishable.
 _REGION_PALETTE = {
-    "cervical": [(255, 99, 71), (255, 165, 0), (255, 215, 0), (220, 20, 60), (255, 127, 80), (240, 128, 128), (255, 69, 0)],
+    "cervical": [(255, 99, 71), (255, 215, 0), (220, 20, 60), (255, 165, 0), (240, 128, 128), (255, 69, 0), (255, 127, 80)],
     "thoracic": [
         (65, 105, 225), (0, 191, 255), (30, 144, 255), (100, 149, 237), (0, 206, 209), (70, 130, 180),
         (135, 206, 250), (0, 139, 139), (72, 61, 139), (123, 104, 238), (95, 158, 160), (176, 196, 222),
