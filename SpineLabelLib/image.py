@@ -242,6 +242,29 @@ def _resample_by_index(src: np.ndarray, out_to_in: np.ndarray, shape, fill) -> n
     return out
 
 
+def map_to_grid_exactly(image: Image, reference: Image, what: str = "mask") -> Image:
+    """Put ``image`` on ``reference``'s grid when that needs no interpolation, else refuse.
+
+    A mask saved in another orientation of the same voxel lattice (e.g. LAS versus the LPS
+    of the DICOM it was made from) is the same data: its voxels are copied exactly. Any
+    other difference (spacing, shift by a fraction of a voxel, rotation, other extent) is
+    an error naming both files, because nearest-neighbour resampling would silently move
+    label boundaries.
+    """
+    if image.same_grid(reference, atol_mm=1e-3):
+        return Image(image.array, reference.affine.copy(), image.source)
+    out_to_in = np.linalg.inv(image.affine) @ reference.affine
+    exact = _is_exact_index_map(out_to_in, tol=1e-4)
+    if exact:
+        corners = np.array([[0, 0, 0], np.asarray(reference.shape) - 1], dtype=float)
+        mapped = np.rint(apply_affine(out_to_in, corners))
+        covers = np.all(np.sort(mapped, axis=0) == [[0, 0, 0], np.asarray(image.shape) - 1])
+        if covers:
+            return resample_to_grid(image, reference.shape, reference.affine, order=0)
+    reference.require_same_grid(image, what)  # raises with the precise difference
+    return image  # unreachable: require_same_grid raised
+
+
 def grid_with_spacing(image: Image, spacing: Sequence[float] | float) -> tuple[tuple[int, int, int], np.ndarray]:
     """A grid with the same directions and field of view as ``image`` and new voxel size.
 
