@@ -413,7 +413,7 @@ def _check_raw_nifti_spacing(path: Path) -> None:
         return  # the sform gives the geometry; validate_geometry checks it
     pixdim = np.asarray(raw["pixdim"][1:4], dtype=float)
     if np.any(pixdim <= 0) or not np.all(np.isfinite(pixdim)):
-        raise SpineLabelInputError(path, f"has zero or negative voxel spacing in its header (pixdim {tuple(pixdim)})")
+        raise SpineLabelInputError(path, f"has zero or negative voxel spacing in its header (pixdim {tuple(pixdim.tolist())})")
 
 
 def load_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) -> Image:
