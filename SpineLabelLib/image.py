@@ -160,6 +160,23 @@ def transform_indices(ijk, from_affine: np.ndarray, to_affine: np.ndarray) -> np
 # ----------------------------------------------------------------------------------
 # reorientation and resampling
 # ----------------------------------------------------------------------------------
+def reoriented_grid(shape: Sequence[int], affine: np.ndarray, axcodes: Sequence[str]):
+    """Shape, affine and nibabel orientation transform of a grid reoriented to ``axcodes``.
+
+    Only the grid is computed (no voxel data moves); :func:`reorient` applies the same
+    transform to the voxels. Voxel centres keep their world positions exactly.
+    """
+    import nibabel.orientations as nio
+
+    transform = nio.ornt_transform(nio.io_orientation(affine), nio.axcodes2ornt(tuple(axcodes)))
+    new_affine = np.asarray(affine, dtype=np.float64) @ nio.inv_ornt_aff(transform, tuple(shape))
+    # row r of ``transform`` names the output axis (and flip) of input axis r
+    new_shape = [0, 0, 0]
+    for in_axis, (out_axis, _flip) in enumerate(transform):
+        new_shape[int(out_axis)] = int(shape[in_axis])
+    return tuple(new_shape), new_affine, transform
+
+
 def reorient(image: Image, axcodes: Sequence[str] = ("R", "A", "S")) -> Image:
     """Permute/flip the voxel array to the closest orientation ``axcodes``, exactly.
 
@@ -168,11 +185,8 @@ def reorient(image: Image, axcodes: Sequence[str] = ("R", "A", "S")) -> Image:
     """
     import nibabel.orientations as nio
 
-    current = nio.io_orientation(image.affine)
-    target = nio.axcodes2ornt(tuple(axcodes))
-    transform = nio.ornt_transform(current, target)
+    _, affine, transform = reoriented_grid(image.shape, image.affine, axcodes)
     array = nio.apply_orientation(image.array, transform)
-    affine = image.affine @ nio.inv_ornt_aff(transform, image.shape)
     return Image(np.ascontiguousarray(array), affine, image.source)
 
 
@@ -265,20 +279,25 @@ def map_to_grid_exactly(image: Image, reference: Image, what: str = "mask") -> I
     return image  # unreachable: require_same_grid raised
 
 
-def grid_with_spacing(image: Image, spacing: Sequence[float] | float) -> tuple[tuple[int, int, int], np.ndarray]:
-    """A grid with the same directions and field of view as ``image`` and new voxel size.
+def grid_with_spacing(
+    grid: "Image | tuple[Sequence[int], np.ndarray]", spacing: Sequence[float] | float
+) -> tuple[tuple[int, int, int], np.ndarray]:
+    """A grid with the same directions and field of view as ``grid`` and a new voxel size.
 
-    The outer corner of voxel (0, 0, 0) stays where it was, so the new grid covers the
-    same box (rounded to whole voxels).
+    ``grid`` is an Image or a ``(shape, affine)`` pair. The outer corner of voxel
+    (0, 0, 0) stays where it was, so the new grid covers the same box (rounded to whole
+    voxels).
     """
+    shape_in, affine_in = (grid.shape, grid.affine) if isinstance(grid, Image) else grid
+    affine_in = np.asarray(affine_in, dtype=np.float64)
     new_sp = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
     if np.any(new_sp <= 0):
         raise ValueError(f"spacing must be positive, got {tuple(new_sp)}")
-    old_sp = image.spacing
-    extent = np.asarray(image.shape) * old_sp
+    old_sp = np.linalg.norm(affine_in[:3, :3], axis=0)
+    direction = affine_in[:3, :3] / old_sp
+    extent = np.asarray(shape_in) * old_sp
     shape = tuple(int(max(1, round(e / s))) for e, s in zip(extent, new_sp))
-    direction = image.direction
-    corner = image.origin - direction @ (old_sp / 2)
+    corner = affine_in[:3, 3] - direction @ (old_sp / 2)
     affine = np.eye(4)
     affine[:3, :3] = direction * new_sp
     affine[:3, 3] = corner + direction @ (new_sp / 2)

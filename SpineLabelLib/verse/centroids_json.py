@@ -31,7 +31,7 @@ import numpy as np
 from .. import labels
 from ..errors import SpineLabelInputError
 from ..fileio import write_json_atomic
-from ..image import Image, grid_with_spacing, transform_indices
+from ..image import Image, grid_with_spacing, reoriented_grid, transform_indices
 
 #: Axis codes of the 1 mm grids used by the old challenge files (no direction entry).
 LEGACY_AXCODES = {"verse19": ("I", "P", "L"), "verse20": ("P", "I", "R")}
@@ -55,22 +55,6 @@ class CentroidCheck:
 # ----------------------------------------------------------------------------------
 # grids the coordinates refer to
 # ----------------------------------------------------------------------------------
-def reoriented_affine(image: Image, axcodes) -> tuple[tuple[int, int, int], np.ndarray]:
-    """Shape and affine of ``image`` reoriented to ``axcodes`` (no voxel data is moved).
-
-    Same result as ``image.reorient(image, axcodes)`` would give for its grid.
-    """
-    import nibabel.orientations as nio
-
-    transform = nio.ornt_transform(nio.io_orientation(image.affine), nio.axcodes2ornt(tuple(axcodes)))
-    affine = image.affine @ nio.inv_ornt_aff(transform, image.shape)
-    # nibabel: row r of ``transform`` gives the output axis (and flip) of input axis r.
-    shape = [0, 0, 0]
-    for in_axis, (out_axis, _flip) in enumerate(transform):
-        shape[int(out_axis)] = image.shape[in_axis]
-    return tuple(shape), affine  # type: ignore[return-value]
-
-
 def legacy_grid(image: Image, legacy: str) -> np.ndarray:
     """Affine of the 1 mm grid that legacy challenge millimetre coordinates index.
 
@@ -94,10 +78,8 @@ def legacy_grid(image: Image, legacy: str) -> np.ndarray:
     """
     if legacy not in LEGACY_AXCODES:
         raise ValueError(f"legacy must be one of {sorted(LEGACY_AXCODES)}, got {legacy!r}")
-    shape, affine = reoriented_affine(image, LEGACY_AXCODES[legacy])
-    # A broadcast zero array: grid_with_spacing needs an Image, not its voxels.
-    grid = Image(np.broadcast_to(np.zeros(1, np.uint8), shape), affine, image.source)
-    return grid_with_spacing(grid, 1.0)[1]
+    shape, affine, _ = reoriented_grid(image.shape, image.affine, LEGACY_AXCODES[legacy])
+    return grid_with_spacing((shape, affine), 1.0)[1]
 
 
 def guess_legacy(path: str | os.PathLike) -> str:
@@ -135,7 +117,7 @@ def check_centroids(path: str | os.PathLike, image: Image, legacy: str | None = 
         )
     else:
         out.direction = direction
-        source_affine = None if direction == tuple(image.axcodes) else reoriented_affine(image, direction)[1]
+        source_affine = None if direction == tuple(image.axcodes) else reoriented_grid(image.shape, image.affine, direction)[1]
     for value, xyz in points.items():
         ijk = np.asarray(xyz, dtype=np.float64)
         if source_affine is not None:
