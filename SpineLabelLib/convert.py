@@ -26,27 +26,24 @@ def load_mask_for(ct: Image, mask_path: str | os.PathLike, scheme: str = "verse"
     """
     if scheme not in MASK_LABEL_SCHEMES:
         raise ValueError(f"unknown mask label scheme {scheme!r}; choose from {MASK_LABEL_SCHEMES}")
-    mask = load_image(mask_path)
-    if not np.issubdtype(mask.array.dtype, np.integer):
-        values = mask.array
-        if not np.all(np.isfinite(values)) or not np.array_equal(values, np.round(values)):
-            raise SpineLabelInputError(mask_path, "holds non-integer values; a label mask must hold integer labels")
-        mask = mask.with_array(values.astype(np.int32))
-    mask = map_to_grid_exactly(mask, ct, "mask")
+    from .verse.layout import mask_value_problems
+
+    mask = map_to_grid_exactly(load_image(mask_path), ct, "mask")
     if scheme == "totalseg":
-        return mask.with_array(labels.totalseg_to_verse(mask.array))
-    kinds = labels.classify_values(np.unique(mask.array))
-    if kinds["unknown"]:
-        raise SpineLabelInputError(
-            mask_path, f"holds labels outside the VerSe set: {kinds['unknown']} (VerSe vertebrae are 1-28)"
-        )
-    dropped = kinds["subregions"] + kinds["discs"]
+        values = mask.array
+        if not np.issubdtype(values.dtype, np.integer) and not np.array_equal(values, np.round(values)):
+            raise SpineLabelInputError(mask_path, "holds non-integer values; a label mask must hold integer labels")
+        return mask.with_array(labels.totalseg_to_verse(values))
+    errors, _ = mask_value_problems(mask)
+    if errors:
+        raise SpineLabelInputError(mask_path, "; ".join(errors))
+    values = np.unique(mask.array).astype(np.int64)
+    dropped = [int(v) for v in values if v != 0 and not labels.is_vertebra(v)]
     array = mask.array
     if dropped:
         warnings.warn(f"{mask_path}: subregion/disc labels {dropped} are not vertebrae and were left out")
         array = np.where(np.isin(array, dropped), 0, array)
-    return mask.with_array(array.astype(labels.mask_dtype(np.unique(array)), copy=False))
-
+    return mask.with_array(array.astype(labels.mask_dtype(values), copy=False))
 
 def convert_case(
     ct: str | os.PathLike,

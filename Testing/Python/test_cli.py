@@ -79,7 +79,7 @@ def test_convert_dicom_with_mask_in_another_orientation(tmp_path, capsys):
     "mask, labels_opt, expected",
     [
         (DATA / "lidc0001_chest" / "seg_totalseg_labels.nii.gz", "totalseg", "grid"),
-        (TS / "seg_totalseg_labels.nii.gz", "verse", "outside the VerSe set"),
+        (TS / "seg_totalseg_labels.nii.gz", "verse", "not VerSe vertebrae"),
     ],
 )
 def test_convert_bad_masks_are_named(tmp_path, capsys, mask, labels_opt, expected):
