@@ -83,7 +83,7 @@ class VertebraMetrics:
     name: str
     in_gt: bool
     in_pred: bool
-    identified: bool
+    identified: bool | None  # None: no ground-truth centroid, so not scored by id.rate
     distance_mm: float | None
     dice: float | None
     hd_mm: float | None
@@ -220,7 +220,7 @@ def evaluate_case(
                 name=lab.name_of(v),
                 in_gt=v in in_gt,
                 in_pred=v in in_pred,
-                identified=identified.get(v, False),
+                identified=identified[v] if v in gt_world else None,
                 distance_mm=distance,
                 dice=dice,
                 hd_mm=hd,

@@ -151,8 +151,20 @@ def test_extra_predicted_label_is_listed_not_penalised():
     assert case.id_rate == 1.0 and case.n_gt == 2
     assert case.dice_mean == 1.0  # the extra label is not a GT vertebra
     row = _row(case, 22)
-    assert not row.in_gt and row.in_pred and row.dice is None and not row.identified
+    assert not row.in_gt and row.in_pred and row.dice is None and row.identified is None
     assert case.dice_foreground == pytest.approx(256 / 320)
+
+
+def test_vertebra_without_ground_truth_centroid_is_not_scored_by_id_rate():
+    """A vertebra cut by the field of view: in the GT mask, but its body centre is outside."""
+    gt = _mask(L1_BOX, L2_BOX)
+    c = _centres(L1_BOX, L2_BOX)
+    only_l1 = {20: c[20]}
+    case = M.evaluate_case(gt, gt, only_l1, c)
+    assert case.n_gt == 1 and case.id_rate == 1.0
+    row = _row(case, 21)
+    assert row.in_gt and row.identified is None and row.dice == 1.0
+    assert M.format_case_table(case).splitlines()[3].split()[:4] == ["L2", "yes", "yes", "-"]  # no verdict
 
 
 def test_non_vertebra_values_are_ignored():
