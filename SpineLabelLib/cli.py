@@ -7,6 +7,7 @@ status 2; nothing is overwritten unless ``--overwrite`` is given.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import warnings
@@ -148,7 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a VerSe dataset folder and report every problem per file")
     p.add_argument("dataset")
     p.set_defaults(func=_cmd_validate)
+
+    for module_name in FEATURE_COMMANDS:
+        importlib.import_module(module_name).register(sub)
     return parser
+
+
+#: Feature packages that add subcommands: each has ``register(subparsers)`` adding parsers
+#: whose ``func(args) -> int`` calls the library and prints (argument parsing only there too).
+FEATURE_COMMANDS = (
+)
 
 
 def main(argv: list[str] | None = None) -> int:
