@@ -20,14 +20,18 @@ def load_mask_for(ct: Image, mask_path: str | os.PathLike, scheme: str = "verse"
     """Load a label mask and put it on ``ct``'s grid (exactly, or refuse).
 
     ``scheme="totalseg"`` maps TotalSegmentator v2 ids to VerSe values (S1 joins the
-    sacrum). With ``"verse"``, values outside the VerSe set are an error naming the file;
+    sacrum). A Slicer ``.seg.nrrd`` is mapped by its segment names/terminology whatever
+    the scheme (see :mod:`SpineLabelLib.segnrrd`). With ``"verse"``, values outside the VerSe set are an error naming the file;
     subregion (40-50) and disc (100+) values are dropped with a warning, since the
     VerSe instance mask holds whole vertebrae only.
     """
     if scheme not in MASK_LABEL_SCHEMES:
         raise ValueError(f"unknown mask label scheme {scheme!r}; choose from {MASK_LABEL_SCHEMES}")
+    from .segnrrd import is_seg_nrrd, load_seg_nrrd_as_verse
     from .verse.layout import mask_value_problems
 
+    if is_seg_nrrd(mask_path):  # segment numbers, not label values: mapped by segment names
+        return map_to_grid_exactly(load_seg_nrrd_as_verse(mask_path), ct, "mask")
     mask = map_to_grid_exactly(load_image(mask_path), ct, "mask")
     if scheme == "totalseg":
         values = mask.array
