@@ -1,0 +1,1 @@
+"""The SpineLabel click-to-correct Segment Editor effect (registered by the SpineLabel module)."""
