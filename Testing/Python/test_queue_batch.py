@@ -1,0 +1,36 @@
+"""queue auto: local processes, a real local Dask cluster, resuming, per-case failures."""
+from __future__ import annotations
+
+import numpy as np
+
+from queue_fixtures import make_dataset
+from SpineLabelLib.queue import Queue
+from SpineLabelLib.queue.batch import run_auto
+
+
+def test_auto_on_a_local_dask_cluster_and_resume(tmp_path):
+    from distributed import LocalCluster
+
+    dataset, reference, phantoms = make_dataset(tmp_path, 3)
+    q, _ = Queue.init(dataset)
+    first = run_auto(q, "reference", {"folder": str(reference)}, limit=1)  # an interrupted run
+    assert len(first.done) == 1
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        rest = run_auto(q, "reference", {"folder": str(reference)}, scheduler=cluster.scheduler_address)
+    assert sorted(rest.done + first.done) == sorted(phantoms) and not rest.failed
+    for case_id, p in phantoms.items():
+        mask, centroids = q.labels(case_id)
+        assert np.array_equal(mask.array, p.mask.array)
+        assert q.case(case_id).status == "automatic"
+    assert run_auto(q, "reference", {"folder": str(reference)}).done == []  # nothing left
+
+
+def test_auto_with_local_processes_reports_failures(tmp_path):
+    dataset, reference, phantoms = make_dataset(tmp_path, 2)
+    (reference / "derivatives" / "sub-case1" / "sub-case1_seg-vert_msk.nii.gz").unlink()
+    q, _ = Queue.init(dataset)
+    report = run_auto(q, "reference", {"folder": str(reference)}, workers=2)
+    assert report.done == ["sub-case0"]
+    assert "no reference mask" in report.failed["sub-case1"]
+    assert q.case("sub-case1").status == "new"  # retried by the next run
+    assert [e.kind for e in q.store.events("sub-case1")][-1] == "auto-failed"
