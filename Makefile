@@ -13,6 +13,7 @@ demo: $(VENV)/.core-stamp
 	$(VENV)/bin/spinelabel demo --out spinelabel-demo --overwrite
 
 test: $(VENV)/.test-stamp
+	bash scripts/ensure_postgres_binaries.sh
 	$(VENV)/bin/python -m pytest
 
 $(VENV)/bin/python:
