@@ -1,0 +1,147 @@
+"""The weight-free ("classical") engine: vertebra segmentation and labelling by classical
+image analysis, with no model file. The default engine.
+
+Pipeline (each step in its own module):
+
+1. :mod:`.grid` — resample the CT onto a RAS-aligned isotropic working grid (1.5 mm by
+   default; coarser for huge inputs so memory stays bounded), slab by slab.
+2. :mod:`.spine` — bone threshold, spinal-canal tracking (holes of the bone's slab
+   projection, scored and tracked through the slices), marrow filling, and the
+   vertebral-body centre curve anterior of the canal.
+3. :mod:`.discs` — the intensity profile along the body curve; intervertebral discs are
+   the narrow dips between bright endplates.
+4. :mod:`.separate` — marker-controlled watershed: each body core floods its own bone
+   (posterior elements through the pedicles); ribs, pelvis and sternum go to a
+   competing marker.
+5. :mod:`.anchors` — ribs, iliac wings, sacrum, skull base, and each segment's pitch.
+6. :mod:`.labelling` — hypotheses over the anatomical sequence (T13, L6, missing 12th
+   rib included) scored by the anchors; the posterior gives each label's confidence.
+7. The label map goes back to the input grid by nearest neighbour; centroids are the
+   vertebral-body centres (``verse.body.body_centroids``) mapped to input indices.
+
+Bad input gives an empty result with the reason (MR-like intensities, a slab thinner than
+a vertebra, no spinal canal found), never an exception for a valid image.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ...image import Image, check_ct_intensities
+from ...labels import SACRUM, name_of
+from ..base import Engine, EngineResult, empty_result
+from . import anchors, discs, grid, labelling, separate, spine
+
+#: Thinner than this along any world axis, an image cannot show a vertebra with its discs.
+MIN_EXTENT_MM = 30.0
+
+
+class ClassicalEngine(Engine):
+    """Weight-free engine. Options: ``spacing`` (working voxel size in mm, default 1.5),
+    ``max_work_voxels`` (the working grid is coarsened beyond this, default 24 M)."""
+
+    name = "classical"
+
+    def __init__(self, spacing: float = 1.5, max_work_voxels: int = grid.MAX_WORK_VOXELS):
+        self.spacing = float(spacing)
+        self.max_work_voxels = int(max_work_voxels)
+        if not 0.3 <= self.spacing <= 5.0:
+            from ...errors import SpineLabelInputError
+
+            raise SpineLabelInputError(None, f"working spacing {self.spacing} mm is outside 0.3-5 mm")
+
+    def segment(self, ct: Image, progress=None) -> EngineResult:
+        t = {}
+        t0 = time.perf_counter()
+
+        def step(frac, msg, key=None):
+            nonlocal t0
+            if key:
+                now = time.perf_counter()
+                t[key] = now - t0
+                t0 = now
+            if progress:
+                progress(frac, msg)
+
+        problems = check_ct_intensities(ct)
+        if problems:
+            return empty_result(ct, "not segmented: " + "; ".join(problems) +
+                                " (the weight-free engine needs CT in Hounsfield units)", self.name)
+        extent = np.asarray(ct.shape) * ct.spacing
+        if extent.min() < MIN_EXTENT_MM:
+            return empty_result(ct, f"not segmented: the image is only {extent.min():.1f} mm thick along one axis "
+                                    f"(shape {ct.shape}); a vertebra with its discs needs at least {MIN_EXTENT_MM:.0f} mm",
+                                self.name)
+        step(0.0, "resampling to the working grid")
+        work = grid.to_working(ct, self.spacing, self.max_work_voxels)
+        s = float(work.spacing[0])
+        notes = []
+        if s > self.spacing * 1.01:
+            notes.append(f"large volume: worked at {s:.2f} mm instead of {self.spacing:.2f} mm to bound memory")
+        step(0.15, "bone and spinal canal", "resample")
+        hu = spine.smooth_hu(work.array, s)
+        bone = hu > spine.BONE_HU
+        curves = spine.track_canal(hu, bone, s)
+        if not curves.found:
+            return self._empty(ct, notes + ["no spine found: no spinal canal enclosed by bone in any slice"], t)
+        filled = spine.fill_bone(bone, curves, s)
+        curves.body = spine.body_curve(filled | (hu > spine.BODY_BONE_HU), curves, s, filled)
+        step(0.4, "discs", "canal")
+        prof = discs.body_profile(hu, curves.body, curves.z_lo, curves.z_hi, s)
+        disc_idx = discs.detect_discs(prof)
+        segs = separate.segments_from_discs(len(prof.hu), disc_idx)
+        if not segs:
+            return self._empty(ct, notes + ["no vertebra found along the spine curve (no disc-bounded segment)"], t)
+        step(0.5, "separating vertebrae", "discs")
+        lab = separate.separate(hu, filled, curves, prof, segs, s, disc_idx, spine.BONE_HU)
+        step(0.75, "anchors and labels", "separate")
+        feats = anchors.segment_features(bone, curves, prof, segs, s)
+        skull = anchors.skull_above(bone, curves, prof, s)
+        try:
+            result = labelling.label_segments(feats, segs[-1].caudal_disc, skull)
+        except labelling.LabellingError as exc:
+            return self._empty(ct, notes + [f"not labelled: {exc}"], t)
+        notes += result.notes
+        del bone, filled
+        # working labels -> VerSe values
+        lut = np.zeros(len(segs) + 2, dtype=np.uint8)
+        for i, v in enumerate(result.values, start=1):
+            lut[i] = v
+        present = set(np.unique(lab).tolist()) - {0}
+        work_mask = Image(lut[lab], work.affine, "classical working mask")
+        del lab
+        step(0.85, "centroids and mapping to the input grid", "labels")
+        confidence, reasons = {}, {}
+        for i, v in enumerate(result.values, start=1):
+            if i not in present:
+                notes.append(f"segment {i} ({name_of(v)}) had no bone after separation; dropped")
+                continue
+            confidence[v] = result.confidence[i - 1]
+            reasons[v] = result.reasons[i - 1]
+        from ..postprocess import mask_centroids
+
+        cents_work = mask_centroids(work_mask, work.with_array(hu))
+        centroids = {v: grid.working_to_input_ijk(p, work.affine, ct) for v, p in cents_work.items()}
+        out = grid.labels_to_input(work_mask.array, work.affine, ct)
+        mask = ct.with_array(out)
+        mask.source = "classical engine mask"
+        # vertebrae cut by the input's field of view: centroid and label less certain
+        from ..postprocess import touches_border
+
+        for v in touches_border(mask):
+            if v in confidence and v != SACRUM:
+                confidence[v] *= 0.8
+                reasons[v].append("touches the image edge: partly outside the field of view")
+        step(1.0, "done", "output")
+        return EngineResult(mask=mask, centroids_ijk=centroids, confidence=confidence, reasons=reasons,
+                            notes=notes, engine=self.name, timings=t)
+
+    def _empty(self, ct, notes, timings) -> EngineResult:
+        res = empty_result(ct, notes[-1], self.name)
+        res.notes = list(notes)
+        res.timings = timings
+        return res
+
+
+__all__ = ["ClassicalEngine"]

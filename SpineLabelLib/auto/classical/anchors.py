@@ -1,0 +1,103 @@
+"""Anatomical anchors measured per vertebra segment: ribs, iliac wings (pelvis), the
+sacrum, the skull base, and the segment's pitch (disc-to-disc distance).
+
+* **Ribs** (rib counting, cf. Klinder et al. 2009): bone beside the spine at 55-85 mm
+  lateral of the canal, near the canal's antero-posterior level, within the segment's
+  height, on both sides. Transverse processes end before 55 mm (lumbar ~45-50 mm).
+* **Iliac wing**: a large bone area (> 500 mm² per side) 60-130 mm lateral of the canal:
+  the pelvis beside L5/sacrum.
+* **Sacrum**: the caudal-most segment, with no disc below it, at least 25 mm long, beside
+  the iliac wings.
+* **Skull base**: a large bone area (> 2500 mm²) across the slices just above the top
+  of the spine curve.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .discs import STEP_MM, Profile
+from .separate import Segment
+from .spine import SpineCurves
+
+RIB_LATERAL_MM = (55.0, 85.0)
+ILIUM_LATERAL_MM = (60.0, 130.0)
+
+
+@dataclass
+class SegmentFeatures:
+    rib: float  # 0..1, both sides
+    rib_sides: tuple[float, float]
+    ilium: float  # 0..1
+    pitch_mm: float | None  # disc-to-disc distance for complete segments
+    length_mm: float
+    z_range: tuple[int, int]  # working slices covered
+    at_fov_edge: bool
+
+
+def _side_fraction(bone: np.ndarray, curves: SpineCurves, zs: range, s: float, lateral, y_range, min_mm2: float):
+    nx, ny, _ = bone.shape
+    hits = np.zeros(2)
+    seen = np.zeros(2)
+    for z in zs:
+        zc = min(max(z, curves.z_lo), curves.z_hi)
+        cx, cy = curves.canal[zc]
+        y0, y1 = int(max(0, cy + y_range[0] / s)), int(min(ny, cy + y_range[1] / s))
+        for k, sign in enumerate((1, -1)):
+            a, b = cx + sign * lateral[0] / s, cx + sign * lateral[1] / s
+            x0, x1 = int(max(0, min(a, b))), int(min(nx, max(a, b)))
+            if x1 - x0 < 0.6 * (lateral[1] - lateral[0]) / s or y1 <= y0:
+                continue  # outside the field of view: no evidence
+            seen[k] += 1
+            if bone[x0:x1, y0:y1, z].sum() * s * s >= min_mm2:
+                hits[k] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(seen > 0, hits / np.maximum(seen, 1), np.nan)
+    return frac
+
+
+def segment_features(bone: np.ndarray, curves: SpineCurves, profile: Profile, segments: list[Segment],
+                     s: float) -> list[SegmentFeatures]:
+    out = []
+    nz = bone.shape[2]
+    for seg in segments:
+        zs_f = profile.points[seg.start:seg.end + 1, 2]
+        za, zb = int(np.floor(zs_f.min())), int(np.ceil(zs_f.max()))
+        shrink = int(0.15 * (zb - za))
+        zs = range(max(0, za + shrink), min(nz, zb - shrink + 1))
+        rib_sides = _side_fraction(bone, curves, zs, s, RIB_LATERAL_MM, (-45.0, 35.0), 12.0)
+        ilium_sides = _side_fraction(bone, curves, zs, s, ILIUM_LATERAL_MM, (-50.0, 70.0), 500.0)
+        rs = rib_sides[np.isfinite(rib_sides)]
+        rib = float(rs.min()) if rs.size == 2 else float(rs[0]) * 0.8 if rs.size == 1 else 0.5
+        il = ilium_sides[np.isfinite(ilium_sides)]
+        ilium = float(il.mean()) if il.size else 0.0
+        length = (seg.end - seg.start) * STEP_MM
+        edge = (not seg.cranial_disc) or (not seg.caudal_disc)
+        out.append(SegmentFeatures(rib, tuple(float(x) for x in rib_sides), ilium,
+                                   length if seg.complete else None, length, (za, zb), edge))
+    return out
+
+
+def skull_above(bone: np.ndarray, curves: SpineCurves, profile: Profile, s: float) -> float:
+    """Largest bone area (mm²) in the slices 0-40 mm above the top of the spine curve, near the midline."""
+    if len(profile.points) == 0:
+        return 0.0
+    top = profile.points[0]
+    nx, ny, nz = bone.shape
+    z0 = int(np.ceil(top[2]))
+    best = 0.0
+    cx, cy = curves.canal[curves.z_hi]
+    x0, x1 = int(max(0, cx - 70 / s)), int(min(nx, cx + 70 / s))
+    y0, y1 = int(max(0, cy - 80 / s)), int(min(ny, cy + 80 / s))
+    if (nz - z0) * s < 10.0:
+        return 0.0  # the spine runs out of the field of view: nothing is known above it
+    x0, x1 = int(max(0, cx - 50 / s)), int(min(nx, cx + 50 / s))
+    areas = [float(bone[x0:x1, y0:y1, z].sum()) * s * s for z in range(z0, min(nz, z0 + int(40 / s)))]
+    # a skull base is big in several consecutive slices
+    run = 0
+    for a in areas:
+        run = run + 1 if a >= 2500.0 else 0
+        if run * s >= 4.5:
+            best = max(best, a)
+    return best

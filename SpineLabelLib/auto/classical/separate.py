@@ -1,0 +1,180 @@
+"""Separation of the spine's bone into whole vertebrae (body + posterior elements).
+
+Markers: the core of each vertebral body (the body-curve points between two detected
+discs, away from the endplates, widened to a ball of filled bone). A competing marker
+holds bone that cannot belong to a vertebra (far lateral: ribs and iliac wings; far
+anterior: sternum; far posterior). A marker-controlled watershed on the inverted CT
+then floods the bone mask from these markers: posterior elements join their own body
+through the pedicles, and the low-density joint spaces (facet, costovertebral,
+sacroiliac) become the borders.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .discs import Profile
+from .spine import SpineCurves
+
+CORE_RADIUS_MM = 7.0
+#: Low-density (marrow-level) voxels count as vertebra only this close to the body curve.
+BODY_ZONE_MM = 20.0
+#: Beyond these distances from the canal / body centre, bone is not vertebra.
+LATERAL_MAX_MM = 58.0
+ANTERIOR_MAX_MM = 30.0
+POSTERIOR_MAX_MM = 85.0
+#: Cancellous bone of osteoporotic or elderly patients: part of the vertebra above this HU.
+TISSUE_HU = 120.0
+
+
+@dataclass
+class Segment:
+    start: int  # profile index of the cranial border (disc centre, or curve start)
+    end: int  # profile index of the caudal border
+    cranial_disc: bool  # bounded cranially by a detected disc
+    caudal_disc: bool
+
+    @property
+    def complete(self) -> bool:
+        return self.cranial_disc and self.caudal_disc
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+def segments_from_discs(n: int, discs: list[int], min_partial: int = 4) -> list[Segment]:
+    bounds = [0] + list(discs) + [n - 1]
+    segs = []
+    for i in range(len(bounds) - 1):
+        seg = Segment(bounds[i], bounds[i + 1], i > 0, i < len(bounds) - 2)
+        if seg.length >= (min_partial if not seg.complete else 4):
+            segs.append(seg)
+    return segs
+
+
+def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: Profile, segments: list[Segment],
+             s: float, discs: list[int] | None = None, bone_hu: float = 180.0) -> np.ndarray:
+    """Working-grid label map: 1..len(segments) (head to feet), 0 elsewhere."""
+    from skimage.segmentation import watershed
+
+    nx, ny, nz = hu.shape
+    markers = np.zeros(hu.shape, dtype=np.int32)
+    r = max(1, int(round(CORE_RADIUS_MM / s)))
+    ball = np.add.outer(np.add.outer(np.arange(-r, r + 1) ** 2, np.arange(-r, r + 1) ** 2), np.arange(-r, r + 1) ** 2) <= r * r
+    for idx, seg in enumerate(segments, start=1):
+        g = max(3, int(0.25 * seg.length))
+        lo, hi = seg.start + g, seg.end - g
+        if hi < lo:
+            lo = hi = (seg.start + seg.end) // 2
+        for p in profile.points[lo:hi + 1]:
+            c = np.round(p).astype(int)
+            sl = tuple(slice(max(0, c[a] - r), min(hu.shape[a], c[a] + r + 1)) for a in range(3))
+            bsl = tuple(slice(sl[a].start - (c[a] - r), sl[a].stop - (c[a] - r)) for a in range(3))
+            region = markers[sl]
+            region[ball[bsl] & (region == 0)] = idx
+    # cancellous bone: above a level between the marrow seen along the body curve and
+    # muscle (elderly marrow can be ~100 HU, below any fixed bone threshold)
+    marrow = float(np.median(profile.hu)) if len(profile.hu) else 200.0
+    tissue_hu = float(np.clip(0.5 * (marrow + 30.0), 70.0, TISSUE_HU))
+    tissue = filled | (hu > bone_hu) | ((hu > tissue_hu) & _body_zone(hu.shape, profile, s))
+    _remove_discs(tissue, hu, profile, discs, s, bone_hu)
+    markers[~tissue] = 0
+    other = len(segments) + 1
+    # ROI relative to the curves, per slice
+    z0, z1 = curves.z_lo, curves.z_hi
+    xs = np.arange(nx)[:, None]
+    ys = np.arange(ny)[None, :]
+    roi = np.zeros(hu.shape, dtype=bool)
+    far = np.zeros(hu.shape, dtype=bool)
+    margin = int(round(15.0 / s))
+    for z in range(max(0, z0 - margin), min(nz, z1 + margin + 1)):
+        zc = min(max(z, z0), z1)
+        cx, cy = curves.canal[zc]
+        bx, by = curves.body[zc]
+        dx = np.abs(xs - cx) * s
+        inside = (dx <= LATERAL_MAX_MM + 25) & ((ys - by) * s <= ANTERIOR_MAX_MM + 20) & ((cy - ys) * s <= POSTERIOR_MAX_MM + 20)
+        core = (dx <= LATERAL_MAX_MM) & ((ys - by) * s <= ANTERIOR_MAX_MM) & ((cy - ys) * s <= POSTERIOR_MAX_MM)
+        roi[:, :, z] = inside
+        far[:, :, z] = inside & ~core
+    if z0 - margin > 0:
+        pass
+    region = tissue & roi
+    markers[far & region & (markers == 0)] = other
+    if not region.any():
+        return np.zeros(hu.shape, dtype=np.uint8)
+    box = ndimage.find_objects(region.astype(np.uint8))[0]
+    # Elevation: every voxel denser than marrow is one plateau (flooded breadth-first,
+    # i.e. by geodesic distance from the markers); darker voxels (joint spaces, partial
+    # volume at fat planes) are higher and flood last, so they become the borders.
+    elevation = -np.minimum(hu[box], tissue_hu + 60.0)
+    lab = watershed(elevation, markers[box], mask=region[box])
+    out = np.zeros(hu.shape, dtype=np.uint8)
+    lab[lab == other] = 0
+    out[box] = lab.astype(np.uint8)
+    # each vertebra: its component(s) that touch its marker
+    for idx in range(1, len(segments) + 1):
+        objs = ndimage.find_objects((out == idx).astype(np.uint8))
+        if not objs or objs[0] is None:
+            continue
+        b = objs[0]
+        m = out[b] == idx
+        cl, n = ndimage.label(m)
+        if n > 1:
+            sizes = np.bincount(cl.ravel())
+            sizes[0] = 0
+            keep = sizes >= 0.15 * sizes.max()
+            keep[0] = False
+            sub = out[b]
+            sub[m & ~keep[cl]] = 0
+    return out
+
+
+def _remove_discs(tissue: np.ndarray, hu: np.ndarray, profile: Profile, discs: list[int] | None, s: float,
+                  bone_hu: float = 180.0) -> None:
+    """Clear non-bone voxels in a slab around each disc plane (the disc is not vertebra)."""
+    if not discs:
+        return
+    d = profile.hu
+    for i in discs:
+        # half thickness: where the profile climbs half-way from the dip to the rims
+        rim = max(d[max(0, i - 9):i + 1].max(), d[i:i + 10].max())
+        level = 0.5 * (rim + d[i])
+        a = i
+        while a > 0 and d[a - 1] < level and i - a < 8:
+            a -= 1
+        b = i
+        while b + 1 < len(d) and d[b + 1] < level and b - i < 8:
+            b += 1
+        half = float(np.clip((b - a + 1) / 2.0, 1.5, 5.0))  # mm (1 mm profile steps)
+        centre = profile.points[i]
+        normal = profile.tangent[i]
+        R = 28.0 / s
+        lo = np.maximum(np.floor(centre - R).astype(int), 0)
+        hi = np.minimum(np.ceil(centre + R).astype(int) + 1, np.asarray(tissue.shape))
+        g = np.mgrid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
+        rel = g - centre[:, None, None, None].astype(np.float32)
+        along = np.tensordot(normal.astype(np.float32), rel, axes=1) * s
+        radial = np.sqrt(np.maximum((rel ** 2).sum(axis=0) * s * s - along ** 2, 0))
+        slab = (np.abs(along) <= half) & (radial <= 28.0)
+        sub = tissue[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        sub[slab & (hu[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] < bone_hu)] = False
+
+
+def _body_zone(shape, profile: Profile, s: float) -> np.ndarray:
+    """Voxels within BODY_ZONE_MM of the body centre curve."""
+    seeds = np.ones(shape, dtype=bool)
+    pts = np.round(profile.points).astype(int)
+    ok = np.all((pts >= 0) & (pts < np.asarray(shape)), axis=1)
+    pts = pts[ok]
+    seeds[pts[:, 0], pts[:, 1], pts[:, 2]] = False
+    lo = np.maximum(pts.min(axis=0) - int(BODY_ZONE_MM / s) - 2, 0) if len(pts) else np.zeros(3, int)
+    hi = np.minimum(pts.max(axis=0) + int(BODY_ZONE_MM / s) + 3, np.asarray(shape)) if len(pts) else np.zeros(3, int)
+    zone = np.zeros(shape, dtype=bool)
+    if len(pts):
+        sub = seeds[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        dist = ndimage.distance_transform_edt(sub, sampling=s)
+        zone[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = dist <= BODY_ZONE_MM
+    return zone

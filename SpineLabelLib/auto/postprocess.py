@@ -1,0 +1,82 @@
+"""Post-processing shared by the engines: clean an instance mask, centroids, and
+the confidence penalties that any engine's labels deserve (cut by the field of view,
+fragmented, implausibly small)."""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ..image import Image
+from ..labels import SACRUM, COCCYX, is_vertebra, name_of, sort_anatomical
+
+#: A vertebra smaller than this (ml) is dropped as a fragment.
+MIN_VERTEBRA_ML = 0.5
+
+
+def keep_largest_components(mask: Image, min_fraction: float = 0.15) -> tuple[Image, dict[int, str]]:
+    """Per label, drop connected pieces smaller than ``min_fraction`` of its largest piece.
+
+    Returns the cleaned mask (same grid) and value -> remark for labels that lost pieces.
+    """
+    arr = mask.array.copy()
+    remarks: dict[int, str] = {}
+    objects = ndimage.find_objects(arr.astype(np.int32))
+    for idx, box in enumerate(objects):
+        value = idx + 1
+        if box is None or not is_vertebra(value):
+            continue
+        sub = arr[box] == value
+        lab, n = ndimage.label(sub, structure=np.ones((3, 3, 3), bool))
+        if n <= 1:
+            continue
+        sizes = np.bincount(lab.ravel())[1:]
+        small = np.flatnonzero(sizes < min_fraction * sizes.max()) + 1
+        if small.size:
+            drop = np.isin(lab, small)
+            arr[box][drop] = 0
+            remarks[value] = f"{small.size} separate fragment(s) removed"
+    return mask.with_array(arr), remarks
+
+
+def drop_small(mask: Image, min_ml: float = MIN_VERTEBRA_ML) -> tuple[Image, list[int]]:
+    """Remove labels whose volume is below ``min_ml`` millilitres."""
+    arr = mask.array.copy()
+    voxel_ml = float(np.prod(mask.spacing)) / 1000.0
+    counts = np.bincount(arr.ravel().astype(np.int64))
+    dropped = [v for v in range(1, counts.size) if counts[v] and is_vertebra(v) and counts[v] * voxel_ml < min_ml]
+    if dropped:
+        arr[np.isin(arr, dropped)] = 0
+    return mask.with_array(arr), dropped
+
+
+def touches_border(mask: Image) -> set[int]:
+    """VerSe values that reach the outermost voxel layer of the grid (cut by the field of view)."""
+    arr = mask.array
+    faces = [arr[0], arr[-1], arr[:, 0], arr[:, -1], arr[:, :, 0], arr[:, :, -1]]
+    return {int(v) for f in faces for v in np.unique(f) if is_vertebra(int(v))}
+
+
+def mask_centroids(mask: Image, ct: Image | None = None) -> dict[int, np.ndarray]:
+    """Vertebral-body centroids of every vertebra in ``mask`` (verse.body.body_centroids)."""
+    from ..verse.body import body_centroids
+
+    values = [int(v) for v in np.unique(mask.array) if is_vertebra(int(v))]
+    if not values:
+        return {}
+    return body_centroids(mask, labels=values, ct=ct)
+
+
+def border_penalty(mask: Image, confidence: dict[int, float], reasons: dict[int, list[str]], factor: float = 0.6) -> None:
+    """Lower the confidence of vertebrae cut by the field of view (their centroid is a guess)."""
+    for v in touches_border(mask):
+        if v in confidence:
+            confidence[v] *= factor
+            reasons.setdefault(v, []).append("field of view cut: vertebra touches the image edge")
+
+
+def ordered_names(values) -> str:
+    return ", ".join(name_of(v) for v in sort_anatomical(values))
+
+
+__all__ = ["keep_largest_components", "drop_small", "touches_border", "mask_centroids", "border_penalty",
+           "SACRUM", "COCCYX"]
