@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -48,6 +49,8 @@ class EngineResult:
     reasons: VerSe value -> human-readable reasons behind its label and confidence.
     notes: case-level remarks (anchors found, field of view, why the mask is empty, ...).
     engine: name of the engine that produced the result.
+    model_version: what exactly produced it (engine, library version, checkpoint), for the
+        review queue's audit trail.
     timings: step name -> seconds.
     """
 
@@ -58,6 +61,7 @@ class EngineResult:
     notes: list[str] = field(default_factory=list)
     engine: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    model_version: str = ""
 
     def __post_init__(self):
         for v, c in list(self.confidence.items()):
@@ -125,6 +129,15 @@ class Engine:
         if options:
             raise SpineLabelInputError(None, f"engine {self.name!r} takes no option(s) {', '.join(sorted(options))}")
 
+    @property
+    def model_version(self) -> str:
+        """What produces the labels, recorded in the queue's audit trail: the engine and the
+        library version, plus the checkpoint file for engines that load one."""
+        from .. import __version__
+
+        checkpoint = getattr(self, "checkpoint", None)
+        return f"{self.name} (SpineLabelLib {__version__}" + (f", {Path(checkpoint).name})" if checkpoint else ")")
+
     def check_available(self) -> None:
         """Raise :class:`EngineUnavailableError` with install instructions when the engine cannot run."""
 
@@ -133,6 +146,13 @@ class Engine:
 
     def __call__(self, ct: Image, progress=None) -> EngineResult:
         return self.segment(ct, progress)
+
+    def run(self, ct: Image, progress=None) -> EngineResult:
+        """:meth:`segment`, with ``engine`` and ``model_version`` of the result filled in."""
+        result = self.segment(ct, progress)
+        result.engine = result.engine or self.name
+        result.model_version = result.model_version or self.model_version
+        return result
 
 
 # ----------------------------------------------------------------------------------
@@ -143,6 +163,7 @@ _REGISTRY: dict[str, type[Engine] | str] = {
     "classical": "SpineLabelLib.auto.classical:ClassicalEngine",
     "monai": "SpineLabelLib.auto.monai_engine:MonaiEngine",
     "totalsegmentator": "SpineLabelLib.auto.totalseg_engine:TotalSegmentatorEngine",
+    "reference": "SpineLabelLib.auto.reference_engine:ReferenceEngine",
 }
 #: Alternative names.
 _ALIASES = {"weight-free": "classical", "default": "classical", "totalseg": "totalsegmentator", "ts": "totalsegmentator"}

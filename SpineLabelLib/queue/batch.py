@@ -32,14 +32,14 @@ def auto_job(dataset: str, versions_dir: str, case_id: str, ct_path: str, engine
 
     from ..image import load_image
     from .api import vertebra_records
-    from .engines import make_engine
+    from ..auto.base import get_engine
     from .versions import write_version_files
 
     start = time.perf_counter()
     try:
-        eng = make_engine(engine, **options)
+        eng = get_engine(engine, **options)
         ct = load_image(Path(dataset) / ct_path)
-        result = eng.segment(ct)
+        result = eng.run(ct)
         ct.require_same_grid(result.mask, what=f"{engine} engine mask")
         records = vertebra_records(case_id, ct, result.mask, result.centroids_ijk, result.confidence, M.V_AUTOMATIC)
         mask_file, ctd_file = write_version_files(versions_dir, case_id, "auto", result.mask, result.centroids_ijk)
@@ -55,10 +55,10 @@ def run_auto(queue, engine: str, options: dict | None = None, workers: int = 1, 
     """Propose labels for every case that is still ``new``. ``scheduler``: a Dask scheduler
     address (``tcp://host:8786``) to run on a cluster; otherwise ``workers`` local processes
     (1: in this process). ``progress(done, total, case_id)`` is called per finished case."""
-    from .engines import make_engine
+    from ..auto.base import get_engine
 
     options = dict(options or {})
-    make_engine(engine, **options)  # fail fast on a bad engine or options, before any work
+    get_engine(engine, **options).check_available()  # fail fast on a bad engine or options, before any work
     todo = [c for c in queue.store.list_cases(M.NEW) if c.ct_path]
     if limit is not None:
         todo = todo[:limit]

@@ -179,7 +179,7 @@ def _cmd_export(args) -> int:
 
 def register(subparsers) -> None:
     from .model import DEFAULT_LEASE_S
-    from .engines import engines
+    from ..auto.base import engine_names
     from .priorities import strategies
 
     def common(p):
@@ -198,7 +198,7 @@ def register(subparsers) -> None:
 
     p = qs.add_parser("auto", help="run an automatic engine on every new case (resumable, parallel)")
     common(p)
-    p.add_argument("--engine", required=True, help=f"engine name (registered: {', '.join(engines()) or 'none'})")
+    p.add_argument("--engine", required=True, help=f"engine name (registered: {', '.join(engine_names()) or 'none'})")
     p.add_argument("--engine-option", action="append", metavar="KEY=VALUE", help="engine option, e.g. folder=labels")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786): run on that cluster")

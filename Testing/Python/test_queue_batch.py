@@ -34,3 +34,21 @@ def test_auto_with_local_processes_reports_failures(tmp_path):
     assert "no reference mask" in report.failed["sub-case1"]
     assert q.case("sub-case1").status == "new"  # retried by the next run
     assert [e.kind for e in q.store.events("sub-case1")][-1] == "auto-failed"
+
+
+def test_queue_runs_the_automatic_engines_of_the_shared_registry(tmp_path):
+    """`queue auto` and `spinelabel segment` draw from one engine registry (SpineLabelLib.auto)."""
+    import pytest
+
+    from SpineLabelLib.auto.base import EngineUnavailableError, engine_names
+
+    assert {"classical", "monai", "totalsegmentator", "reference"} <= set(engine_names())
+    dataset, reference, phantoms = make_dataset(tmp_path, 1)
+    q, _ = Queue.init(dataset)
+    with pytest.raises(EngineUnavailableError):  # not installed here: refused before any work
+        run_auto(q, "totalsegmentator")
+    assert q.case("sub-case0").status == "new"
+    report = run_auto(q, "classical")  # the weight-free default engine, for real
+    assert report.done == ["sub-case0"] and not report.failed
+    event = [e for e in q.store.events("sub-case0") if e.engine][-1]
+    assert event.engine == "classical" and "SpineLabelLib" in event.model_version
