@@ -6,10 +6,11 @@ the logic turns MRML nodes into SpineLabelLib objects and back (through
 library does not already offer. ``SpineLabelLogic`` works without the widget, e.g. from
 Slicer's Python console or ``scripts/slicer_batch.py``.
 """
+import getpass
 import logging
 import os
 import sys
-import threading
+import time
 
 import qt
 import slicer
@@ -31,6 +32,10 @@ SETTING_CLICK_ENGINE = "SpineLabel/ClickEngine"
 SETTING_SAM_CHECKPOINT = "SpineLabel/SamCheckpoint"
 SETTING_DATASET = "SpineLabel/DatasetFolder"
 SETTING_OUTPUT = "SpineLabel/OutputFolder"
+SETTING_STORE = "SpineLabel/StoreUrl"
+SETTING_USER = "SpineLabel/User"
+SETTING_AUTO_ENGINE = "SpineLabel/AutoEngine"
+SETTING_AUTO_PATH = "SpineLabel/AutoModelPath"
 
 
 def _libraryOnPath():
@@ -115,7 +120,14 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._cases = []
         self._rows = []
-        self._jobs = []
+        self._records = {}
+        #: the open review queue (main-thread connection; background jobs open their own)
+        self._queue = None
+        self._queueRows = []
+        #: segmentation node ID -> what its vertebrae are compared with (saved version / engine result)
+        self._references = {}
+        self._job = None
+        self._jobTimer = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -131,17 +143,44 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         settings = qt.QSettings()
         self.ui.datasetPathLineEdit.currentPath = settings.value(SETTING_DATASET, "")
         self.ui.outputPathLineEdit.currentPath = settings.value(SETTING_OUTPUT, "")
+        self.ui.storeUrlLineEdit.text = settings.value(SETTING_STORE, "")
+        self.ui.userLineEdit.text = settings.value(SETTING_USER, "") or getpass.getuser()
         from SpineLabelLib.interactive import ENGINES
 
         for name in sorted(ENGINES):
             self.ui.clickEngineComboBox.addItem(name)
         self.ui.clickEngineComboBox.currentText = settings.value(SETTING_CLICK_ENGINE, "classical")
         self.ui.samCheckpointPathLineEdit.currentPath = settings.value(SETTING_SAM_CHECKPOINT, "")
+        for name in self.logic.engineNames():
+            self.ui.autoEngineComboBox.addItem(name)
+        self.ui.autoEngineComboBox.currentText = settings.value(SETTING_AUTO_ENGINE, "classical")
+        self.ui.autoPathLineEdit.currentPath = settings.value(SETTING_AUTO_PATH, "")
+        for role in ("annotate", "review"):
+            self.ui.roleComboBox.addItem(role)
+        from SpineLabelLib.slicer.review import GENANT_GRADES
+
+        for value, text in GENANT_GRADES:
+            self.ui.fractureGradeComboBox.addItem(text, -1 if value is None else value)
 
         self.ui.openDatasetButton.connect("clicked(bool)", self.onOpenDataset)
         self.ui.validateDatasetButton.connect("clicked(bool)", self.onValidateDataset)
         self.ui.loadCaseButton.connect("clicked(bool)", self.onLoadCase)
         self.ui.casesTableWidget.connect("cellDoubleClicked(int,int)", lambda row, col: self.onLoadCase())
+        self.ui.openQueueButton.connect("clicked(bool)", self.onOpenQueue)
+        self.ui.initQueueButton.connect("clicked(bool)", self.onInitQueue)
+        self.ui.storeUrlLineEdit.connect("editingFinished()", self.onQueueSettingsChanged)
+        self.ui.userLineEdit.connect("editingFinished()", self.onQueueSettingsChanged)
+        self.ui.nextCaseButton.connect("clicked(bool)", self.onNextCase)
+        self.ui.openQueueCaseButton.connect("clicked(bool)", self.onOpenQueueCase)
+        self.ui.queueTableWidget.connect("cellDoubleClicked(int,int)", lambda row, col: self.onOpenQueueCase())
+        self.ui.renewClaimButton.connect("clicked(bool)", self.onRenewClaim)
+        self.ui.releaseClaimButton.connect("clicked(bool)", self.onReleaseClaim)
+        self.ui.refreshQueueButton.connect("clicked(bool)", self.onRefreshQueue)
+        self.ui.autoEngineComboBox.connect("currentIndexChanged(int)", self.onAutoSettingsChanged)
+        self.ui.autoPathLineEdit.connect("currentPathChanged(QString)", self.onAutoSettingsChanged)
+        self.ui.runAutoButton.connect("clicked(bool)", self.onRunAuto)
+        self.ui.queueAutoButton.connect("clicked(bool)", self.onQueueAuto)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.vertebraeTableWidget.connect("itemSelectionChanged()", self.onVertebraSelected)
         self.ui.computeCentroidsButton.connect("clicked(bool)", self.onComputeCentroids)
         self.ui.runQAButton.connect("clicked(bool)", self.onRunQA)
@@ -165,13 +204,25 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.startClickEffectButton.connect("clicked(bool)", self.onStartClickEffect)
         self.ui.clickUndoButton.connect("clicked(bool)", lambda: self._segmentEditor().undo())
         self.ui.clickRedoButton.connect("clicked(bool)", lambda: self._segmentEditor().redo())
+        self.ui.saveAttributesButton.connect("clicked(bool)", self.onSaveAttributes)
+        self.ui.submitButton.connect("clicked(bool)", self.onSubmit)
+        self.ui.approveButton.connect("clicked(bool)", self.onApprove)
+        self.ui.flagButton.connect("clicked(bool)", self.onFlag)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
         self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluate)
+        self.onAutoSettingsChanged()
         self.initializeParameterNode()
 
     def cleanup(self):
         self.removeObservers()
         self._disconnectGui()
+        if self._job is not None:
+            self._job.cancel()
+        if self._jobTimer is not None:
+            self._jobTimer.stop()
+        if self._queue is not None:
+            self._queue.close()
+            self._queue = None
 
     def enter(self):
         self.initializeParameterNode()
@@ -181,6 +232,7 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event):
         self.setParameterNode(None)
+        self._references = {}
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
@@ -218,48 +270,74 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             button.enabled = haveInputs
         self.ui.exportButton.enabled = bool(haveInputs and p.subject and self.ui.outputPathLineEdit.currentPath)
         self.ui.loadCaseButton.enabled = bool(self._cases)
+        haveQueue = self._queue is not None
+        for button in (self.ui.nextCaseButton, self.ui.openQueueCaseButton, self.ui.refreshQueueButton,
+                       self.ui.queueAutoButton):
+            button.enabled = haveQueue
+        self.ui.runAutoButton.enabled = bool(p and p.inputVolume)
+        queueCase = bool(haveQueue and p and p.inputVolume and self.logic.queueCaseOf(p.inputVolume))
+        for button in (self.ui.renewClaimButton, self.ui.releaseClaimButton, self.ui.approveButton, self.ui.flagButton,
+                       self.ui.saveAttributesButton):
+            button.enabled = queueCase
+        self.ui.submitButton.enabled = bool(queueCase and p.segmentation)
+        self.ui.cancelButton.enabled = bool(self._job is not None and self._job.cancellable and not self._job.finished)
 
     # -- messages and background work --------------------------------------------------
     def _show(self, text):
         self.ui.statusTextBrowser.setPlainText(text)
 
-    def _runInBackground(self, what, function, onDone):
-        """Run ``function()`` (library work only: no MRML or Qt access) in a thread while the
-        GUI stays responsive; ``onDone(result)`` runs on the main thread; errors are shown."""
-        job = {"result": None, "error": None}
+    def _runInBackground(self, what, function, onDone, cancellable=False):
+        """Run ``function(job)`` (library work only: no MRML or Qt access) in a thread while
+        the GUI stays responsive; the progress bar follows ``job.progress``/``job.step``,
+        Cancel asks a ``cancellable`` job to stop at its next progress report, and
+        ``onDone(result)`` runs on the main thread (a QTimer polls the job). One job at a time."""
+        from SpineLabelLib.slicer.jobs import Job
 
-        def work():
-            try:
-                job["result"] = function()
-            except Exception as exc:  # shown to the user below
-                job["error"] = exc
-
-        thread = threading.Thread(target=work, name=f"SpineLabel {what}", daemon=True)
+        if self._job is not None and not self._job.finished:
+            raise RuntimeError(f"{self._job.name} is still running: wait for it or cancel it first")
+        job = Job(what, function, cancellable=cancellable)
         timer = qt.QTimer()
         timer.setInterval(100)
 
         def poll():
-            if thread.is_alive():
+            fraction, message = job.state()
+            if fraction is None:
+                self.ui.progressBar.setRange(0, 0)
+            else:
+                self.ui.progressBar.setRange(0, 100)
+                self.ui.progressBar.setValue(int(round(100 * fraction)))
+            self.ui.progressBar.setFormat(f"{what}: {message} %p%" if message else f"{what} %p%")
+            if not job.finished:
                 return
             timer.stop()
-            self._jobs.remove((thread, timer))
-            self.ui.progressBar.visible = bool(self._jobs)
-            if job["error"] is not None:
-                logging.error("SpineLabel: %s failed", what, exc_info=job["error"])
-                slicer.util.errorDisplay(f"{what} failed: {job['error']}")
-                self._show(f"{what} failed: {job['error']}")
+            self._jobTimer = None
+            self.ui.progressBar.visible = False
+            self._updateButtons()
+            if job.cancelled:
+                self._show(f"{what}: cancelled")
+                return
+            if job.error is not None:
+                logging.error("SpineLabel: %s failed", what, exc_info=job.error)
+                slicer.util.errorDisplay(f"{what} failed:\n\n{job.error}")
+                self._show(f"{what} failed: {job.error}")
                 return
             with slicer.util.tryWithErrorDisplay(f"{what}: could not show the result", waitCursor=True):
-                onDone(job["result"])
+                onDone(job.result)
 
         timer.connect("timeout()", poll)
-        self._jobs.append((thread, timer))
+        self._job, self._jobTimer = job, timer
+        self.ui.progressBar.setRange(0, 0)
         self.ui.progressBar.visible = True
         self._show(f"{what}...")
-        thread.start()
+        job.start()
         timer.start()
+        self._updateButtons()
 
-    # -- dataset ---------------------------------------------------------------------------
+    def onCancel(self):
+        if self._job is not None and self._job.cancel():
+            self._show(f"{self._job.name}: cancelling (at its next step)...")
+
+    # -- dataset (files) ------------------------------------------------------------------
     def onOpenDataset(self):
         folder = self.ui.datasetPathLineEdit.currentPath
         qt.QSettings().setValue(SETTING_DATASET, folder)
@@ -276,7 +354,8 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onValidateDataset(self):
         folder = self.ui.datasetPathLineEdit.currentPath
-        self._runInBackground("Validation", lambda: self.logic.validateDataset(folder), self._show)
+        with slicer.util.tryWithErrorDisplay("Could not start the validation."):
+            self._runInBackground("Validation", lambda job: self.logic.validateDataset(folder), self._show)
 
     def onLoadCase(self):
         row = self.ui.casesTableWidget.currentRow()
@@ -286,25 +365,217 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Could not load the case.", waitCursor=True):
             case = self._cases[row]
             volume, segmentation, centroids = self.logic.loadCase(case)
-            self._parameterNode.inputVolume = volume
-            self._parameterNode.segmentation = segmentation
-            self._parameterNode.centroids = centroids
-            self._parameterNode.subject = case.subject
-            slicer.util.setSliceViewerLayers(background=volume, fit=True)
+            self._setCase(volume, segmentation, centroids, case.subject)
+
+    def _setCase(self, volume, segmentation, centroids, subject):
+        self._parameterNode.inputVolume = volume
+        self._parameterNode.segmentation = segmentation
+        self._parameterNode.centroids = centroids
+        self._parameterNode.subject = subject
+        slicer.util.setSliceViewerLayers(background=volume, fit=True)
+        if segmentation is not None:
             self.onRunQA()
+        else:
+            self.ui.vertebraeTableWidget.setRowCount(0)
+            self._rows = []
+        self._updateButtons()
+
+    # -- review queue ------------------------------------------------------------------------
+    def _queueLocation(self):
+        """(dataset folder, store URL or None) of the open queue, for background jobs."""
+        return str(self._queue.dataset), self._queue.store.url
+
+    def _user(self):
+        user = self.ui.userLineEdit.text.strip()
+        if not user:
+            raise ValueError("enter your user name first (it is recorded with every claim and save)")
+        return user
+
+    def onQueueSettingsChanged(self):
+        settings = qt.QSettings()
+        settings.setValue(SETTING_STORE, self.ui.storeUrlLineEdit.text.strip())
+        settings.setValue(SETTING_USER, self.ui.userLineEdit.text.strip())
+
+    def onOpenQueue(self):
+        self.onQueueSettingsChanged()
+        folder = self.ui.datasetPathLineEdit.currentPath
+        qt.QSettings().setValue(SETTING_DATASET, folder)
+        with slicer.util.tryWithErrorDisplay("Could not open the queue (Init queue creates one).", waitCursor=True):
+            queue = self.logic.openQueue(folder, self.ui.storeUrlLineEdit.text)
+            if self._queue is not None:
+                self._queue.close()
+            self._queue = queue
+            self.onRefreshQueue()
+
+    def onInitQueue(self):
+        self.onQueueSettingsChanged()
+        folder = self.ui.datasetPathLineEdit.currentPath
+        store = self.ui.storeUrlLineEdit.text
+        with slicer.util.tryWithErrorDisplay("Could not initialise the queue.", waitCursor=True):
+            user = self._user()
+            self.logic.ensureStoreDependencies(store)
+
+            def done(report):
+                self.onOpenQueue()
+                self._show(report + "\n" + self.ui.statusTextBrowser.toPlainText())
+
+            self._runInBackground("Queue init", lambda job: self.logic.initQueue(folder, store, user, job.step), done,
+                                  cancellable=True)
+
+    def onRefreshQueue(self):
+        if self._queue is None:
+            return
+        with slicer.util.tryWithErrorDisplay("Could not read the queue.", waitCursor=True):
+            self._queueRows, summary = self.logic.queueRows(self._queue)
+            table = self.ui.queueTableWidget
+            table.setRowCount(len(self._queueRows))
+            for row, info in enumerate(self._queueRows):
+                for col, text in enumerate(info["cells"]):
+                    item = qt.QTableWidgetItem(text)
+                    item.setToolTip(text)
+                    table.setItem(row, col, item)
+            table.resizeColumnsToContents()
+            self._show(f"{self._queue.store.url}\n{summary}")
+            self._updateButtons()
+
+    def onNextCase(self):
+        with slicer.util.tryWithErrorDisplay("Could not claim the next case.", waitCursor=True):
+            user, role = self._user(), self.ui.roleComboBox.currentText
+            case = self.logic.nextCase(self._queue, user, role)
+            if case is None:
+                self.onRefreshQueue()
+                self._show(f"No case to {role} for {user}.")
+                return
+            self._loadQueueCase(case.case_id)
+
+    def onOpenQueueCase(self):
+        row = self.ui.queueTableWidget.currentRow()
+        if not 0 <= row < len(self._queueRows):
+            slicer.util.errorDisplay("Select a case in the queue table first.")
+            return
+        with slicer.util.tryWithErrorDisplay("Could not claim the case.", waitCursor=True):
+            caseId = self._queueRows[row]["case_id"]
+            self.logic.claimCase(self._queue, caseId, self._user())
+            self._loadQueueCase(caseId)
+
+    def _loadQueueCase(self, caseId):
+        dataset, store = self._queueLocation()
+
+        def done(data):
+            volume, segmentation, centroids = self.logic.addQueueCase(data)
+            if segmentation is not None:
+                self._references[segmentation.GetID()] = {"saved": data.mask, "queueCase": caseId}
+            self._setCase(volume, segmentation, centroids, data.case.subject)
+            self.onRefreshQueue()
+            self._show(f"{caseId}: {data.case.status}, version {data.case.current_version or '-'}"
+                       + ("" if segmentation is not None else " (no labels yet: run the Automatic section)"))
+
+        self._runInBackground(f"Loading {caseId}", lambda job: self.logic.readQueueCase(dataset, store, caseId), done)
+
+    def _currentCaseId(self):
+        caseId = self.logic.queueCaseOf(self._parameterNode.inputVolume)
+        if not caseId or self._queue is None:
+            raise ValueError("load a case from the queue first (Next case or Open selected)")
+        return caseId
+
+    def onRenewClaim(self):
+        with slicer.util.tryWithErrorDisplay("Could not renew the claim.", waitCursor=True):
+            case = self.logic.renewClaim(self._queue, self._currentCaseId(), self._user())
+            self.onRefreshQueue()
+            self._show(f"{case.case_id}: claimed by {case.assignee} until "
+                       f"{time.strftime('%H:%M', time.localtime(case.claim_expires))}")
+
+    def onReleaseClaim(self):
+        with slicer.util.tryWithErrorDisplay("Could not release the claim.", waitCursor=True):
+            caseId = self._currentCaseId()
+            self.logic.releaseClaim(self._queue, caseId, self._user())
+            self.onRefreshQueue()
+            self._show(f"{caseId}: released")
+
+    # -- automatic -------------------------------------------------------------------------------
+    def onAutoSettingsChanged(self, *args):
+        name = self.ui.autoEngineComboBox.currentText
+        settings = qt.QSettings()
+        settings.setValue(SETTING_AUTO_ENGINE, name)
+        settings.setValue(SETTING_AUTO_PATH, self.ui.autoPathLineEdit.currentPath)
+        with slicer.util.tryWithErrorDisplay("Unknown engine."):
+            needsPath = self.logic.enginePathOption(name) is not None if name else False
+            self.ui.autoPathLineEdit.enabled = needsPath
+            self.ui.autoPathLabel.enabled = needsPath
+
+    def _engineChoice(self):
+        """(name, options) of the Automatic section, dependencies installed; an engine that
+        cannot run here raises EngineUnavailableError with what to install."""
+        name = self.ui.autoEngineComboBox.currentText
+        options = self.logic.engineOptions(name, self.ui.autoPathLineEdit.currentPath)
+        self.onAutoSettingsChanged()
+        self.logic.checkEngine(name, options)
+        return name, options
+
+    def _engineError(self, exc):
+        slicer.util.errorDisplay(f"The automatic engine cannot run here:\n\n{exc}")
+        self._show(f"Engine unavailable: {exc}")
+
+    def onRunAuto(self):
+        from SpineLabelLib.auto.base import EngineUnavailableError
+
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Could not start the automatic run.", waitCursor=True):
+            try:
+                name, options = self._engineChoice()
+            except EngineUnavailableError as exc:
+                self._engineError(exc)
+                return
+            ct = self.logic.imageOf(p.inputVolume)
+            volume = p.inputVolume
+
+            def done(result):
+                segmentation, centroids = self.logic.addEngineResult(result, volume)
+                self._references[segmentation.GetID()] = {"saved": result.mask, "confidence": result.confidence,
+                                                          "default_status": "automatic"}
+                p.segmentation, p.centroids = segmentation, centroids
+                self.onRunQA()
+                self._show(self.logic.engineResultText(result))
+
+            self._runInBackground(f"Automatic ({name})", lambda job: self.logic.runEngine(ct, name, options, job.progress),
+                                  done, cancellable=True)
+
+    def onQueueAuto(self):
+        from SpineLabelLib.auto.base import EngineUnavailableError
+
+        with slicer.util.tryWithErrorDisplay("Could not start the automatic run on the queue.", waitCursor=True):
+            try:
+                name, options = self._engineChoice()
+            except EngineUnavailableError as exc:
+                self._engineError(exc)
+                return
+            dataset, store = self._queueLocation()
+
+            def done(report):
+                self.onRefreshQueue()
+                self._show(self.logic.autoReportText(report, name))
+
+            self._runInBackground(f"Queue auto ({name})",
+                                  lambda job: self.logic.runQueueAuto(dataset, store, name, options, job.step),
+                                  done, cancellable=True)
 
     # -- vertebrae ---------------------------------------------------------------------------
     def onRunQA(self):
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Could not list the vertebrae.", waitCursor=True):
-            self._rows = self.logic.vertebrae(p.inputVolume, p.segmentation, p.centroids)
+            reference = dict(self._references.get(p.segmentation.GetID(), {}))
+            caseId = reference.pop("queueCase", None)  # labels of the queue's saved version
+            if caseId and self._queue is not None:
+                reference["records"] = self.logic.vertebraRecords(self._queue, caseId)
+            self._records = {r.label: r for r in reference.get("records") or []}
+            self._rows = self.logic.vertebrae(p.inputVolume, p.segmentation, p.centroids, **reference)
             table = self.ui.vertebraeTableWidget
             table.setRowCount(len(self._rows))
             for row, info in enumerate(self._rows):
-                texts = (info["name"], "; ".join(info["flags"]) or "-")
+                texts = (info["name"], info["status"], info["confidence_text"], "; ".join(info["flags"]) or "-")
                 for col, text in enumerate(texts):
                     item = qt.QTableWidgetItem(text)
-                    if col == 1 and info["flags"]:
+                    if col == 3 and info["flags"]:
                         item.setToolTip("\n".join(info["flags"]))
                     table.setItem(row, col, item)
             table.resizeColumnsToContents()
@@ -316,6 +587,12 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if 0 <= row < len(self._rows):
             x, y, z = self._rows[row]["centroid_ras"]
             slicer.modules.markups.logic().JumpSlicesToLocation(x, y, z, True)
+            values = self.logic.attributeValues(self._records.get(self._rows[row]["value"]))
+            grade = values["fracture_grade"]
+            self.ui.fractureGradeComboBox.setCurrentIndex(self.ui.fractureGradeComboBox.findData(-1 if grade is None else grade))
+            self.ui.implantCheckBox.checked = values["implant"]
+            self.ui.transitionalCheckBox.checked = values["transitional"]
+            self.ui.inFovCheckBox.checked = values["in_fov"]
 
     def onComputeCentroids(self):
         p = self._parameterNode
@@ -387,6 +664,62 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if effect:
                 effect.self().setNegative(self.ui.negativeClickCheckBox.checked)
 
+    # -- review --------------------------------------------------------------------------------
+    def onSaveAttributes(self):
+        with slicer.util.tryWithErrorDisplay("The attributes were not saved.", waitCursor=True):
+            value = self._selectedValue()
+            grade = int(self.ui.fractureGradeComboBox.currentData)
+            self.logic.setVertebraAttributes(
+                self._queue, self._currentCaseId(), value, self._user(), fractureGrade=None if grade < 0 else grade,
+                implant=self.ui.implantCheckBox.checked, transitional=self.ui.transitionalCheckBox.checked,
+                inFov=self.ui.inFovCheckBox.checked)
+            self.onRunQA()
+            self._show(f"{self._rows[self.ui.vertebraeTableWidget.currentRow()]['name']}: attributes saved")
+
+    def onSubmit(self):
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Could not submit the labels.", waitCursor=True):
+            caseId, user = self._currentCaseId(), self._user()
+            final = not self.ui.keepClaimCheckBox.checked
+            ct, mask, centroids = self.logic.caseFromScene(p.inputVolume, p.segmentation, p.centroids)
+            dataset, store = self._queueLocation()
+            segmentationId = p.segmentation.GetID()
+
+            def done(version):
+                self._references[segmentationId] = {"saved": mask, "queueCase": caseId}
+                self.onRefreshQueue()
+                self.onRunQA()
+                self._show(f"{caseId}: saved as version {version}" + ("" if final else " (still claimed by you)"))
+
+            self._runInBackground(
+                f"Submit {caseId}",
+                lambda job: self.logic.submitCase(dataset, store, caseId, user, mask, centroids, final=final), done)
+
+    def onApprove(self):
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Could not approve the case.", waitCursor=True):
+            caseId, user = self._currentCaseId(), self._user()
+            reference = self._references.get(p.segmentation.GetID(), {}) if p.segmentation else {}
+            saved = reference.get("saved") if reference.get("queueCase") == caseId else None
+            self.logic.checkSaved(p.inputVolume, p.segmentation, saved)
+            dataset, store = self._queueLocation()
+
+            def done(version):
+                self.onRefreshQueue()
+                self.onRunQA()
+                self._show(f"{caseId}: version {version} approved; VerSe derivative written")
+
+            self._runInBackground(f"Approve {caseId}", lambda job: self.logic.approveCase(dataset, store, caseId, user),
+                                  done)
+
+    def onFlag(self):
+        with slicer.util.tryWithErrorDisplay("Could not flag the case.", waitCursor=True):
+            caseId = self._currentCaseId()
+            self.logic.flagCase(self._queue, caseId, self._user(), self.ui.flagCommentLineEdit.text)
+            self.ui.flagCommentLineEdit.text = ""
+            self.onRefreshQueue()
+            self._show(f"{caseId}: flagged")
+
     # -- export and evaluation ----------------------------------------------------------------
     def onExport(self):
         p = self._parameterNode
@@ -397,14 +730,15 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             subject, snapshot, overwrite = p.subject, p.writeSnapshot, p.overwrite
             self._runInBackground(
                 "Export",
-                lambda: self.logic.writeCase(out, subject, ct, mask, centroids, snapshot=snapshot, overwrite=overwrite),
+                lambda job: self.logic.writeCase(out, subject, ct, mask, centroids, snapshot=snapshot, overwrite=overwrite),
                 lambda case: self._show("Written:\n" + "\n".join(str(f) for f in case.files())),
             )
 
     def onEvaluate(self):
         gt = self.ui.evaluateGtPathLineEdit.currentPath
         pred = self.ui.evaluatePredPathLineEdit.currentPath
-        self._runInBackground("Evaluation", lambda: self.logic.evaluateReport(gt, pred), self._show)
+        with slicer.util.tryWithErrorDisplay("Could not start the evaluation."):
+            self._runInBackground("Evaluation", lambda job: self.logic.evaluateReport(gt, pred), self._show)
 
 
 #
@@ -537,6 +871,221 @@ class SpineLabelLogic(ScriptedLoadableModuleLogic):
             node.CreateDefaultDisplayNodes()
         return node
 
+    # -- review queue (SpineLabelLib.queue) -------------------------------------------------------
+    #: volume-node attribute naming the queue case a CT was loaded from
+    QUEUE_CASE_ATTRIBUTE = "SpineLabel.QueueCase"
+
+    def ensureStoreDependencies(self, store=None):
+        """A PostgreSQL store needs psycopg (the ``team`` packages): installed after asking."""
+        from SpineLabelLib.slicer import dependencies, review
+
+        features = review.store_features(review.store_url(store))
+        if features:
+            dependencies.ensure(features)
+
+    def openQueue(self, dataset, store=None):
+        """The review queue of a VerSe dataset (``SpineLabelLib.queue.Queue``). ``store``: a
+        store URL (blank or None: the SQLite file inside the dataset; a team:
+        ``postgresql://user@host/db``). Raises QueueError when there is none yet."""
+        from SpineLabelLib.queue import Queue
+        from SpineLabelLib.slicer.review import store_url
+
+        self.ensureStoreDependencies(store)
+        return Queue(dataset, store_url(store))
+
+    def initQueue(self, dataset, store=None, user="init", progress=None):
+        """Create or extend the queue of a dataset (``Queue.init``); returns the report as
+        text. ``progress(done, total, case_id)``."""
+        from SpineLabelLib.queue import Queue
+        from SpineLabelLib.slicer.review import init_report_text, store_url
+
+        queue, report = Queue.init(dataset, store=store_url(store), user=user, progress=progress)
+        try:
+            return init_report_text(report, queue.store.url)
+        finally:
+            queue.close()
+
+    def queueRows(self, queue):
+        """(rows of the queue table, one-line summary): ``SpineLabelLib.slicer.review.case_rows``."""
+        from SpineLabelLib.slicer.review import case_rows, queue_summary
+
+        cases, now = queue.store.list_cases(), queue.store.now()
+        return case_rows(cases, now), queue_summary(cases, now)
+
+    def nextCase(self, queue, user, role="annotate"):
+        """Claim the next case for ``user`` (``Queue.next``); None when there is none."""
+        return queue.next(user, role=role)
+
+    def claimCase(self, queue, caseId, user):
+        return queue.claim(caseId, user)
+
+    def renewClaim(self, queue, caseId, user):
+        return queue.renew(caseId, user)
+
+    def releaseClaim(self, queue, caseId, user):
+        queue.release(caseId, user)
+
+    def readQueueCase(self, dataset, store, caseId):
+        """CT, current labels and vertebra records of a queue case (files and store only: safe
+        in a background thread, with its own store connection)."""
+        from SpineLabelLib.slicer.review import open_queue, read_queue_case
+
+        with open_queue(dataset, store) as queue:
+            return read_queue_case(queue, caseId)
+
+    def addQueueCase(self, data, scene=None):
+        """A case read by :meth:`readQueueCase` into the scene; the CT node remembers its case id."""
+        volume, segmentation, markups = self.addCase(data.ct, data.mask, data.centroids_ijk, data.case.subject, scene)
+        volume.SetAttribute(self.QUEUE_CASE_ATTRIBUTE, data.case.case_id)
+        return volume, segmentation, markups
+
+    def queueCaseOf(self, volumeNode):
+        """The queue case id a CT volume node was loaded from, or None."""
+        return volumeNode.GetAttribute(self.QUEUE_CASE_ATTRIBUTE) if volumeNode is not None else None
+
+    def vertebraRecords(self, queue, caseId):
+        return queue.store.vertebrae(caseId)
+
+    def submitCase(self, dataset, store, caseId, user, mask, centroids=None, final=True):
+        """Save labels (a mask Image on the CT grid, e.g. from :meth:`caseFromScene`) as a new
+        version of a queue case (``Queue.submit``); returns the version number. ``final``
+        hands the case to review, otherwise it stays claimed and in progress."""
+        from SpineLabelLib.slicer.review import open_queue
+
+        with open_queue(dataset, store) as queue:
+            return queue.submit(caseId, user, mask, centroids, final=final, detail={"client": "slicer"})
+
+    def checkSaved(self, volumeNode, segmentationNode, saved):
+        """Refuse (SpineLabelError) when the scene's labels are not the saved version ``saved``."""
+        from SpineLabelLib import labels
+        from SpineLabelLib.errors import SpineLabelError
+        from SpineLabelLib.slicer.review import changed_labels
+
+        if saved is None or segmentationNode is None:
+            raise SpineLabelError("the segmentation shown is not the case's saved version: Submit it first, or "
+                                  "open the case from the queue again")
+        _, mask, _ = self.caseFromScene(volumeNode, segmentationNode)
+        changed = changed_labels(mask, saved)
+        if changed:
+            raise SpineLabelError(f"unsaved changes to {', '.join(labels.name_of(v) for v in changed)}: Submit them "
+                                  "first (approval writes the saved version)")
+
+    def approveCase(self, dataset, store, caseId, user):
+        """Approve the current version and write the VerSe derivative (``Queue.approve``)."""
+        from SpineLabelLib.slicer.review import open_queue
+
+        with open_queue(dataset, store) as queue:
+            return queue.approve(caseId, user)
+
+    def flagCase(self, queue, caseId, user, comment):
+        queue.flag(caseId, user, comment)
+
+    def attributeValues(self, record):
+        from SpineLabelLib.slicer.review import attribute_values
+
+        return attribute_values(record)
+
+    def setVertebraAttributes(self, queue, caseId, label, user, fractureGrade=None, implant=False, transitional=False,
+                              inFov=True):
+        """Reviewer attributes of one vertebra of the saved version (``Queue.set_attributes``):
+        Genant grade 0-3 (None: not graded), implant, transitional, fully in the FOV."""
+        from SpineLabelLib.slicer.review import attributes_to_save
+
+        queue.set_attributes(caseId, label, user, **attributes_to_save(fractureGrade, implant, transitional, inFov))
+
+    def runQueueAuto(self, dataset, store, engine, options=None, progress=None, workers=1, scheduler=None, limit=None):
+        """``queue auto``: engine proposals for every new case (``SpineLabelLib.queue.batch.run_auto``);
+        returns its report. Resumable: an interrupted run leaves the finished cases recorded."""
+        from SpineLabelLib.queue.batch import run_auto
+        from SpineLabelLib.slicer.review import open_queue
+
+        with open_queue(dataset, store) as queue:
+            return run_auto(queue, engine, options or {}, workers=workers, scheduler=scheduler, progress=progress,
+                            limit=limit)
+
+    def autoReportText(self, report, engine):
+        from SpineLabelLib.slicer.review import auto_report_text
+
+        return auto_report_text(report, engine)
+
+    def exportQueue(self, dataset, store, out, approvedOnly=False, overwrite=False, progress=None):
+        """A clean VerSe release of the queue's labels (``SpineLabelLib.queue.export.export_dataset``)."""
+        from SpineLabelLib.queue.export import export_dataset
+        from SpineLabelLib.slicer.review import open_queue
+
+        with open_queue(dataset, store) as queue:
+            return export_dataset(queue, out, approved_only=approvedOnly, overwrite=overwrite, progress=progress)
+
+    # -- automatic engines (SpineLabelLib.auto) -------------------------------------------------------
+    def engineNames(self):
+        from SpineLabelLib.auto.base import engine_names
+
+        return engine_names()
+
+    def enginePathOption(self, name):
+        from SpineLabelLib.slicer.review import engine_path_option
+
+        return engine_path_option(name)
+
+    def engineOptions(self, name, path=None):
+        from SpineLabelLib.slicer.review import engine_options
+
+        return engine_options(name, path)
+
+    def checkEngine(self, name, options=None, install=True):
+        """Install what the engine needs (``install``: after asking; main thread), then raise
+        EngineUnavailableError, with what to do, when it still cannot run."""
+        from SpineLabelLib.auto.base import get_engine
+        from SpineLabelLib.slicer.dependencies import ensure
+        from SpineLabelLib.slicer.review import engine_features
+
+        features = engine_features(name)
+        if features and install:
+            ensure(features)
+        get_engine(name, **(options or {})).check_available()
+
+    def imageOf(self, volumeNode):
+        """The CT of a volume node as a library Image (exact geometry)."""
+        from SpineLabelLib.slicer import mrml
+
+        if volumeNode is None:
+            raise ValueError("select a CT volume first")
+        return mrml.volume_node_to_image(volumeNode)
+
+    def runEngine(self, ct, engine, options=None, progress=None):
+        """An automatic engine on a CT Image (``get_engine(engine, **options).run``): the
+        ``EngineResult`` on the CT's grid. No MRML: safe in a background thread."""
+        from SpineLabelLib.auto.base import get_engine
+
+        result = get_engine(engine, **(options or {})).run(ct, progress)
+        ct.require_same_grid(result.mask, what=f"{engine} engine mask")
+        return result
+
+    def addEngineResult(self, result, volumeNode, scene=None):
+        """An ``EngineResult`` into the scene as a new segmentation and centroid point list."""
+        from SpineLabelLib.slicer import mrml
+
+        scene = scene or volumeNode.GetScene()
+        name = f"{volumeNode.GetName()} {result.engine}"
+        segmentation = mrml.labelmap_to_segmentation_node(result.mask, scene, name=f"{name} vertebrae",
+                                                          reference_volume_node=volumeNode)
+        segmentation.CreateDefaultDisplayNodes()
+        markups = mrml.centroids_to_markups(result.centroids_ijk, result.mask, scene, name=f"{name} centroids")
+        markups.CreateDefaultDisplayNodes()
+        return segmentation, markups
+
+    def engineResultText(self, result):
+        from SpineLabelLib.slicer.review import engine_result_text
+
+        return engine_result_text(result)
+
+    def segmentFolder(self, inputPath, out, engine="classical", options=None, overwrite=False, snapshot=True):
+        """Segment every CT of a file or folder into VerSe cases (``SpineLabelLib.auto.segment.segment``)."""
+        from SpineLabelLib.auto.segment import segment
+
+        return segment(inputPath, out, engine=engine, engine_options=options or {}, overwrite=overwrite,
+                       snapshot=snapshot, progress=True)
+
     # -- vertebrae ------------------------------------------------------------------------------------
     def computeCentroids(self, volumeNode, segmentationNode, markupsNode=None):
         """Vertebral-BODY centroids of the segments (``SpineLabelLib.verse.body``) into a
@@ -552,12 +1101,16 @@ class SpineLabelLogic(ScriptedLoadableModuleLogic):
             node.CreateDefaultDisplayNodes()
         return node
 
-    def vertebrae(self, volumeNode, segmentationNode, centroidsNode=None):
+    def vertebrae(self, volumeNode, segmentationNode, centroidsNode=None, saved=None, records=None, confidence=None,
+                  default_status="-"):
         """One row per vertebra, head to feet: ``value``, ``name``,
-        ``flags`` (QA messages, ``SpineLabelLib.qa``) and ``centroid_ras`` (the point of
-        ``centroidsNode``, else the body centroid)."""
+        ``flags`` (QA messages, ``SpineLabelLib.qa``), ``centroid_ras`` (the point of
+        ``centroidsNode``, else the body centroid), ``status`` and ``confidence`` (+ its
+        text): from the queue's vertebra ``records`` or an engine's ``confidence``, compared
+        with the ``saved`` mask they describe (``SpineLabelLib.slicer.review.vertebra_status``)."""
         import numpy as np
         from SpineLabelLib import labels, qa
+        from SpineLabelLib.slicer.review import format_confidence, vertebra_status
         from SpineLabelLib.verse.body import body_centroids
 
         ct, mask, centroids = self.caseFromScene(volumeNode, segmentationNode, centroidsNode)
@@ -567,12 +1120,16 @@ class SpineLabelLogic(ScriptedLoadableModuleLogic):
         if missing:
             centroids.update(body_centroids(mask, labels=missing, ct=ct))
         flags = qa.flags_by_label(qa.check_labels(mask, {v: centroids[v] for v in values if v in centroids}, ct))
+        status = vertebra_status(mask, saved, records, confidence, default_status)
         return [
             {
                 "value": v,
                 "name": labels.name_of(v),
                 "flags": [f.message for f in flags.get(v, [])],
                 "centroid_ras": tuple(float(x) for x in mask.index_to_world(centroids[v])),
+                "status": status[v][0],
+                "confidence": status[v][1],
+                "confidence_text": format_confidence(status[v][1]),
             }
             for v in values
         ]
@@ -590,6 +1147,8 @@ class SpineLabelTest(ScriptedLoadableModuleTest):
         self.test_demo_round_trip()
         self.setUp()
         self.test_scene_round_trip_and_export()
+        self.setUp()
+        self.test_queue_workflow()
         self.setUp()
         self.test_click_effect_registered()
 
@@ -626,6 +1185,69 @@ class SpineLabelTest(ScriptedLoadableModuleTest):
         self.assertNotIn(28, np.unique(mask.array))
         self.assertIs(logic.computeCentroids(volume, segmentation, markups), markups)
         self.assertEqual(markups.GetNumberOfControlPoints(), len(rows) - 1)
+
+    def test_queue_workflow(self):
+        """Review queue through the Logic, as the panel runs it: a phantom dataset -> init
+        queue -> next case -> automatic (classical engine, in a background job) ->
+        segmentation in the scene -> submit -> approve -> attributes."""
+        import shutil
+        from SpineLabelLib.slicer.jobs import Cancelled, Job
+        from SpineLabelLib.synthetic import make_phantom
+        from SpineLabelLib.verse.layout import write_case
+
+        self.delayDisplay("Review queue with the classical engine")
+        root = os.path.join(slicer.app.temporaryPath, "SpineLabelSelfTestQueue")
+        shutil.rmtree(root, ignore_errors=True)
+        phantom = make_phantom(first="T11", last="L5", spacing=(2, 2, 2))
+        write_case(root, "phantom", phantom.ct, snapshot=False)
+        logic = SpineLabelLogic()
+        self.assertIn("1 case(s) added", logic.initQueue(root, "", "selftest"))
+        queue = logic.openQueue(root, "")
+        try:
+            rows, summary = logic.queueRows(queue)
+            self.assertEqual([r["cells"][1] for r in rows], ["new"])
+            case = logic.nextCase(queue, "selftest")
+            self.assertEqual(case.assignee, "selftest")
+            volume, segmentation, centroids = logic.addQueueCase(logic.readQueueCase(root, "", case.case_id))
+            self.assertIsNone(segmentation)
+            self.assertEqual(logic.queueCaseOf(volume), case.case_id)
+
+            def finish(job):
+                job.start()
+                while not job.finished:
+                    slicer.app.processEvents()
+                    time.sleep(0.05)
+                return job
+
+            ct = logic.imageOf(volume)
+            options = logic.engineOptions("classical", "")
+            logic.checkEngine("classical", options)
+            cancelled = Job("auto", lambda job: logic.runEngine(ct, "classical", options, job.progress))
+            cancelled.cancel()
+            self.assertIsInstance(finish(cancelled).error, Cancelled)
+            job = finish(Job("auto", lambda job: logic.runEngine(ct, "classical", options, job.progress)))
+            self.assertIsNone(job.error)
+            result = job.result
+            self.assertGreater(len(result.labels), 3)
+            self.assertEqual(job.state()[0], 1.0)
+            segmentation, centroids = logic.addEngineResult(result, volume)
+            rows = logic.vertebrae(volume, segmentation, centroids, saved=result.mask, confidence=result.confidence,
+                                   default_status="automatic")
+            self.assertEqual({r["status"] for r in rows}, {"automatic"})
+            self.assertTrue(any(r["confidence"] is not None for r in rows))
+            _, mask, points = logic.caseFromScene(volume, segmentation, centroids)
+            self.assertEqual(logic.submitCase(root, "", case.case_id, "selftest", mask, points), 1)
+            logic.checkSaved(volume, segmentation, mask)
+            self.assertEqual(logic.approveCase(root, "", case.case_id, "selftest"), 1)
+            records = logic.vertebraRecords(queue, case.case_id)
+            self.assertEqual({r.status for r in records}, {"verified"})
+            logic.setVertebraAttributes(queue, case.case_id, records[0].label, "selftest", fractureGrade=1)
+            self.assertEqual(logic.vertebraRecords(queue, case.case_id)[0].fracture_grade, 1)
+            self.assertEqual(logic.queueRows(queue)[0][0]["cells"][1], "approved")
+            report = logic.exportQueue(root, "", os.path.join(root, "release"), approvedOnly=True)
+            self.assertEqual(list(report.written), [case.case_id])
+        finally:
+            queue.close()
 
     def test_click_effect_registered(self):
         self.delayDisplay("Click-to-correct effect is registered")

@@ -72,14 +72,18 @@ _ATTRIBUTE_CLASSES = {
     "currentRow": {"QTableWidget"}, "setRowCount": {"QTableWidget"}, "setItem": {"QTableWidget"},
     "resizeColumnsToContents": {"QTableWidget"},
     "addItem": {"QComboBox"}, "currentText": {"QComboBox"}, "currentData": {"QComboBox"},
-    "checked": {"QCheckBox"}, "setPlainText": {"QTextBrowser"},
-    "enabled": {"QPushButton"},
-    "visible": {"QProgressBar"},
+    "findData": {"QComboBox"}, "setCurrentIndex": {"QComboBox"},
+    "checked": {"QCheckBox"}, "setPlainText": {"QTextBrowser"}, "toPlainText": {"QTextBrowser"},
+    "text": {"QLineEdit"},
+    "enabled": {"QPushButton", "ctkPathLineEdit", "QLabel"},
+    "visible": {"QProgressBar"}, "setRange": {"QProgressBar"}, "setValue": {"QProgressBar"},
+    "setFormat": {"QProgressBar"},
 }
 _SIGNAL_CLASSES = {
     "clicked(bool)": {"QPushButton"}, "cellDoubleClicked(int,int)": {"QTableWidget"},
     "itemSelectionChanged()": {"QTableWidget"}, "currentIndexChanged(int)": {"QComboBox"},
     "currentPathChanged(QString)": {"ctkPathLineEdit"}, "toggled(bool)": {"QCheckBox"},
+    "editingFinished()": {"QLineEdit"},
 }
 
 
@@ -90,6 +94,8 @@ def test_every_widget_the_code_uses_exists_in_the_ui_with_the_expected_class():
     assert refs, "the widget references no ui elements"
     for name, attr in refs:
         assert name in widgets, f"self.ui.{name} is not in {UI.name}"
+        # every attribute used is one this check knows (a typo or a method of another class fails)
+        assert attr == "connect" or attr in _ATTRIBUTE_CLASSES, f"self.ui.{name}.{attr}: unchecked attribute"
         if attr in _ATTRIBUTE_CLASSES:
             assert widgets[name] in _ATTRIBUTE_CLASSES[attr], f"self.ui.{name}.{attr} needs {_ATTRIBUTE_CLASSES[attr]}, the .ui has {widgets[name]}"
     # every signal connection names a signal of the widget's class
@@ -215,3 +221,102 @@ def test_qt_and_slicer_files_never_imported_by_the_library():
     for py in (ROOT / "SpineLabelLib").rglob("*.py"):
         text = py.read_text()
         assert not re.search(r"^\s*(import|from)\s+(qt|ctk|SpineLabel\b|SegmentEditorEffects)", text, re.M), py
+
+
+#: the panel's sections and the widgets each must hold (name -> class)
+_SECTIONS = {
+    "datasetCollapsibleButton": {
+        "datasetPathLineEdit": "ctkPathLineEdit", "casesTableWidget": "QTableWidget", "storeUrlLineEdit": "QLineEdit",
+        "userLineEdit": "QLineEdit", "roleComboBox": "QComboBox", "openQueueButton": "QPushButton",
+        "initQueueButton": "QPushButton", "queueTableWidget": "QTableWidget", "nextCaseButton": "QPushButton",
+        "openQueueCaseButton": "QPushButton", "refreshQueueButton": "QPushButton", "renewClaimButton": "QPushButton",
+        "releaseClaimButton": "QPushButton"},
+    "autoCollapsibleButton": {
+        "autoEngineComboBox": "QComboBox", "autoPathLineEdit": "ctkPathLineEdit", "runAutoButton": "QPushButton",
+        "queueAutoButton": "QPushButton"},
+    "vertebraeCollapsibleButton": {"vertebraeTableWidget": "QTableWidget"},
+    "reviewCollapsibleButton": {
+        "fractureGradeComboBox": "QComboBox", "implantCheckBox": "QCheckBox", "transitionalCheckBox": "QCheckBox",
+        "inFovCheckBox": "QCheckBox", "saveAttributesButton": "QPushButton", "keepClaimCheckBox": "QCheckBox",
+        "submitButton": "QPushButton", "approveButton": "QPushButton", "flagCommentLineEdit": "QLineEdit",
+        "flagButton": "QPushButton"},
+}
+
+
+def _headers(table):
+    return [c.find("property/string").text for c in table.findall("column")]
+
+
+def test_panel_sections_hold_their_widgets_and_table_columns():
+    from SpineLabelLib.slicer.review import CASE_COLUMNS
+
+    root = ET.parse(UI).getroot()
+    sections = {w.get("name"): w for w in root.iter("widget") if w.get("class") == "ctkCollapsibleButton"}
+    for section, expected in _SECTIONS.items():
+        assert section in sections, section
+        inside = {w.get("name"): w.get("class") for w in sections[section].iter("widget")}
+        for name, cls in expected.items():
+            assert inside.get(name) == cls, f"{section} must hold {name} ({cls}), has {inside.get(name)}"
+    tables = {w.get("name"): w for w in root.iter("widget") if w.get("class") == "QTableWidget"}
+    assert tuple(_headers(tables["queueTableWidget"])) == CASE_COLUMNS
+    assert _headers(tables["vertebraeTableWidget"]) == ["Label", "Status", "Confidence", "QA flags"]
+    for name, table in tables.items():
+        count = int(table.find("property[@name='columnCount']/number").text)
+        assert count == len(_headers(table)), name
+    # the vertebrae rows are written in the header's order
+    source = MODULE.read_text()
+    assert 'texts = (info["name"], info["status"], info["confidence_text"], "; ".join(info["flags"]) or "-")' in source
+    # the cancel button sits beside the progress bar
+    assert _ui_widgets()["cancelButton"] == "QPushButton"
+
+
+def _logic_calls(node):
+    return {n.func.attr for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+            and isinstance(n.func.value, ast.Attribute) and n.func.value.attr == "logic"}
+
+
+def test_widget_calls_only_logic_methods_that_exist():
+    classes = _classes(_tree(MODULE))
+    logic = _methods(classes["SpineLabelLogic"])
+    called = _logic_calls(classes["SpineLabelWidget"])
+    assert called and not called - logic, f"the widget calls missing Logic methods: {called - logic}"
+
+
+#: Logic methods the widget may run in a background thread: files and stores only, no MRML
+_BACKGROUND_SAFE = {"validateDataset", "evaluateReport", "writeCase", "initQueue", "readQueueCase", "submitCase",
+                    "approveCase", "runEngine", "runQueueAuto"}
+
+
+def test_background_jobs_never_touch_mrml_or_qt():
+    """Work handed to _runInBackground is a ``lambda job: self.logic.<method>(...)`` whose
+    method reads and writes files and stores only; scene changes happen in the callbacks
+    on the main thread."""
+    classes = _classes(_tree(MODULE))
+    widget, logic = classes["SpineLabelWidget"], classes["SpineLabelLogic"]
+    methods = {n.name: n for n in logic.body if isinstance(n, ast.FunctionDef)}
+    calls = [n for n in ast.walk(widget) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+             and n.func.attr == "_runInBackground"]
+    assert len(calls) >= 8
+    used = set()
+    for call in calls:
+        work = call.args[1]
+        assert isinstance(work, ast.Lambda) and [a.arg for a in work.args.args] == ["job"], ast.unparse(call)
+        names = _logic_calls(work)
+        assert len(names) == 1 and names <= _BACKGROUND_SAFE, ast.unparse(work)
+        used |= names
+        assert not {n.id for n in ast.walk(work) if isinstance(n, ast.Name)} & {"slicer", "qt"}, ast.unparse(work)
+    assert used == _BACKGROUND_SAFE
+    for name in _BACKGROUND_SAFE:
+        body = ast.unparse(methods[name])
+        assert not re.search(r"\bslicer\.(?!review|jobs)|\bqt\.|mrml\.|Node\b|GetScene", body.split('"""')[-1]), name
+    # long work reports progress and can be cancelled
+    cancellable = {_logic_calls(c.args[1]).pop() for c in calls
+                   if any(k.arg == "cancellable" and ast.unparse(k.value) == "True" for k in c.keywords)}
+    assert cancellable == {"initQueue", "runEngine", "runQueueAuto"}
+
+
+def test_settings_remember_engine_checkpoint_store_and_user():
+    source = MODULE.read_text()
+    for key in ("SETTING_AUTO_ENGINE", "SETTING_AUTO_PATH", "SETTING_STORE", "SETTING_USER"):
+        assert re.search(rf'^{key} = "SpineLabel/\w+"$', source, re.M), key
+        assert source.count(key) >= 3, f"{key} is not both read and written"
