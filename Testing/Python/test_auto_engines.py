@@ -101,12 +101,40 @@ def test_classical_real_totalseg_example(ts_case, classical_ts):
     res = classical_ts
     assert res.mask.same_grid(ct)
     m = evaluate_case(gt, res.mask, body_centroids(gt), res.centroids_ijk)
-    # regression floor (the benchmark reports the exact figures against the targets)
-    assert m.id_rate >= 0.75
-    assert m.dice_mean >= 0.5
+    # regression floors just under the measured 0.875 / 0.60 (the benchmark reports the
+    # exact figures against the targets)
+    assert m.id_rate >= 0.85
+    assert m.dice_mean >= 0.55
     assert all(0 <= c <= 1 for c in res.confidence.values())
     assert all(res.reasons[v] for v in res.labels)
     assert any("sacrum" in r for r in res.reasons[20])
+
+
+def test_classical_real_chest_ct_with_thin_discs():
+    """LIDC-IDRI-0001 (0.7x0.7x2.5 mm, C5-L3): discs show as bright smeared endplate bands,
+    not dips; body centres are found from the endplate-edge profile and labels from the
+    ribs attached to each vertebra. Measured id.rate 0.889, Dice 0.54 (was 0.0 / 0.0)."""
+    ct = load_image(DATA / "lidc0001_chest" / "ct.nii.gz")
+    gt = ct.with_array(totalseg_to_verse(load_image(DATA / "lidc0001_chest" / "seg_totalseg_labels.nii.gz").array))
+    res = get_engine("classical").segment(ct)
+    assert res.mask.same_grid(ct)
+    m = evaluate_case(gt, res.mask, body_centroids(gt), res.centroids_ijk)
+    assert m.id_rate >= 0.8
+    assert m.dice_mean >= 0.5
+    assert any("rib" in n for n in res.notes)
+
+
+def test_classical_body_centres_on_thick_slice_chest_phantom():
+    """Every vertebra of the thick-slice chest phantom (T1-L2 in a 0.7x0.7x2.5 mm LAS grid)
+    identified: the endplate-edge chain neither splits nor merges a vertebra."""
+    from SpineLabelLib.synthetic import make_phantom, phantom_suite
+
+    spec = next(s for s in phantom_suite() if s.name == "chest-0.7x2.5-LAS")
+    ph = make_phantom(spec)
+    res = get_engine("classical").segment(ph.ct)
+    m = evaluate_case(ph.mask, res.mask, ph.centroids_ijk, res.centroids_ijk)
+    assert m.id_rate == 1.0
+    assert m.dice_mean >= 0.6
 
 
 def test_classical_bad_inputs():

@@ -8,12 +8,15 @@ Pipeline (each step in its own module):
 2. :mod:`.spine` — bone threshold, spinal-canal tracking (holes of the bone's slab
    projection, scored and tracked through the slices), marrow filling, and the
    vertebral-body centre curve anterior of the canal.
-3. :mod:`.discs` — the intensity profile along the body curve; intervertebral discs are
-   the narrow dips between bright endplates.
+3. :mod:`.discs` — the endplate-edge profile along the body curve (mean |dHU/dt| over
+   the whole body cross-section); body centres = calm minima chained by dynamic
+   programming with a pitch-regularity prior; one disc between consecutive centres.
 4. :mod:`.separate` — marker-controlled watershed: each body core floods its own bone
    (posterior elements through the pedicles); ribs, pelvis and sternum go to a
    competing marker.
-5. :mod:`.anchors` — ribs, iliac wings, sacrum, skull base, and each segment's pitch.
+5. :mod:`.anchors` — ribs *attached* to each separated vertebra (unlabelled bone pieces
+   reaching 40 mm lateral, assigned to the vertebra they touch most), iliac wings,
+   sacrum, skull base, and each segment's pitch.
 6. :mod:`.labelling` — hypotheses over the anatomical sequence (T13, L6, missing 12th
    rib included) scored by the anchors; the posterior gives each label's confidence.
 7. The label map goes back to the input grid by nearest neighbour; centroids are the
@@ -89,7 +92,9 @@ class ClassicalEngine(Engine):
         curves.body = spine.body_curve(filled | (hu > spine.BODY_BONE_HU), curves, s, filled)
         step(0.4, "discs", "canal")
         prof = discs.body_profile(hu, curves.body, curves.z_lo, curves.z_hi, s)
-        disc_idx = discs.detect_discs(prof)
+        edge, level = discs.edge_energy(hu, prof, s)
+        centres = discs.detect_centres(edge, level)
+        disc_idx = discs.discs_from_centres(edge, centres)
         segs = separate.segments_from_discs(len(prof.hu), disc_idx)
         if not segs:
             return self._empty(ct, notes + ["no vertebra found along the spine curve (no disc-bounded segment)"], t)
@@ -97,12 +102,24 @@ class ClassicalEngine(Engine):
         lab = separate.separate(hu, filled, curves, prof, segs, s, disc_idx, spine.BONE_HU)
         step(0.75, "anchors and labels", "separate")
         feats = anchors.segment_features(bone, curves, prof, segs, s)
+        ribs = anchors.attached_ribs(bone, lab, curves, s, len(segs))
+        for f, (right, left) in zip(feats, ribs):
+            f.rib_sides = (float(right), float(left))
+            f.rib = 0.5 * (float(right) + float(left))
+        # big lateral bone cranial of a rib-bearing vertebra is the scapula, not the ilium
+        # (the caudal-most segment without a disc below may be the sacrum, whose "ribs" are the iliac wings)
+        last = len(feats) - (0 if segs[-1].caudal_disc else 1)
+        ribbed = [i for i, f in enumerate(feats[:last]) if f.rib >= 0.5]
+        for f in feats[:max(ribbed) + 1] if ribbed else []:
+            f.ilium = 0.0
         skull = anchors.skull_above(bone, curves, prof, s)
         try:
             result = labelling.label_segments(feats, segs[-1].caudal_disc, skull)
         except labelling.LabellingError as exc:
             return self._empty(ct, notes + [f"not labelled: {exc}"], t)
         notes += result.notes
+        # kept for inspection (debugging scripts, the benchmark's per-vertebra report)
+        self.last_debug = {"features": feats, "values": result.values, "skull_mm2": skull}
         del bone, filled
         # working labels -> VerSe values
         lut = np.zeros(len(segs) + 2, dtype=np.uint8)

@@ -101,3 +101,71 @@ def skull_above(bone: np.ndarray, curves: SpineCurves, profile: Profile, s: floa
         if run * s >= 4.5:
             best = max(best, a)
     return best
+
+
+#: A bone piece counts as a rib when it reaches this far (mm) from the canal axis...
+RIB_REACH_MM = 40.0
+#: ...and is smaller than this (ml): bigger pieces are pelvis, scapula or sternum-rib cages.
+RIB_MAX_ML = 60.0
+RIB_MIN_ML = 0.15
+
+
+def attached_ribs(bone: np.ndarray, lab: np.ndarray, curves: SpineCurves, s: float, n_seg: int) -> np.ndarray:
+    """(n_seg, 2) bool: does a rib articulate with vertebra k (label k + 1 of ``lab``) on
+    the right (column 0, +x) / left (column 1) side?
+
+    Rib counting by attachment, not by what lies beside a vertebra's height: ribs slope
+    caudally, so at the height of L1 one sees the 10th-12th ribs of thoracic vertebrae.
+    Bone that the separation left unlabelled (``bone & lab == 0``; working grid, axes
+    +R, +A, +S, ``s`` mm voxels) is split into connected pieces; a piece reaching
+    ``RIB_REACH_MM`` from the canal axis and of rib size is a rib, assigned on its side
+    to the vertebra it touches most (a rib head touches two bodies and one transverse
+    process; the most contact is its own vertebra's transverse process and body).
+    """
+    out = np.zeros((n_seg, 2), dtype=bool)
+    if n_seg == 0 or not lab.any():
+        return out
+    from scipy import ndimage
+
+    box = ndimage.find_objects((lab > 0).astype(np.uint8))[0]
+    pad = int(round(RIB_REACH_MM / s)) + 2
+    box = tuple(slice(max(0, b.start - (pad if a < 2 else 2)), min(lab.shape[a], b.stop + (pad if a < 2 else 2)))
+                for a, b in enumerate(box))
+    L = lab[box]
+    other = bone[box] & (L == 0)
+    comp, n = ndimage.label(other, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return out
+    sizes = np.bincount(comp.ravel()) * (s ** 3) / 1000.0
+    # contact: vertebra voxels next to an unlabelled-bone voxel, per (component, vertebra)
+    contact = np.zeros((n + 1, n_seg + 1), dtype=np.int64)
+    for ax in range(3):
+        for sh in (1, -1):
+            a = np.roll(comp, sh, axis=ax)
+            m = (a > 0) & (L > 0)
+            # np.roll wraps around: ignore the wrapped layer
+            sl = [slice(None)] * 3
+            sl[ax] = 0 if sh == 1 else -1
+            m[tuple(sl)] = False
+            np.add.at(contact, (a[m], L[m].astype(np.int64)), 1)
+    # reach: farthest lateral distance from the canal axis of each component
+    zs = np.arange(box[2].start, box[2].stop)
+    zc = np.clip(zs, curves.z_lo, curves.z_hi)
+    cx = curves.canal[zc, 0]
+    xs = np.arange(box[0].start, box[0].stop)
+    reach = np.zeros(n + 1)
+    side_sum = np.zeros(n + 1)
+    idx = np.nonzero(comp)
+    lbl = comp[idx]
+    dx = (xs[idx[0]] - cx[idx[2]]) * s
+    np.maximum.at(reach, lbl, np.abs(dx))
+    np.add.at(side_sum, lbl, np.sign(dx))
+    for c in range(1, n + 1):
+        if not (RIB_MIN_ML <= sizes[c] <= RIB_MAX_ML) or reach[c] < RIB_REACH_MM:
+            continue
+        row = contact[c, 1:]
+        if row.max() < 2:
+            continue
+        k = int(np.argmax(row))
+        out[k, 0 if side_sum[c] > 0 else 1] = True
+    return out
