@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
 #: Feature packages that add subcommands: each has ``register(subparsers)`` adding parsers
 #: whose ``func(args) -> int`` calls the library and prints (argument parsing only there too).
 FEATURE_COMMANDS = (
+    "SpineLabelLib.auto.commands",
+    "SpineLabelLib.interactive.commands",
+    "SpineLabelLib.queue.commands",
 )
 
 

@@ -1,0 +1,449 @@
+"""The weight-free 3D click-to-correct engine (default): seeded segmentation in a crop.
+
+Pipeline (all arrays (i, j, k) on the CT grid, or on a coarser "working" grid made of
+whole blocks of CT voxels inside the crop):
+
+1. **Crop** around the target: the bounding box of the target's current voxels, the
+   clicks and the optional box, plus a margin in mm (a click on a missing vertebra opens a
+   box of ``reach_mm`` around it). Works on any spacing: the working grid merges
+   ``f = round(work_spacing_mm / spacing)`` voxels per axis (block means of the bone-window
+   image), and the crop is grown until the working grid stays under ``max_work_voxels``.
+2. **Evidence**: positive clicks and the current target voxels are foreground evidence;
+   negative clicks, locked neighbours (impassable for the foreground and never changed)
+   and soft tissue (expensive for the foreground to cross) are background evidence, on a
+   bone window (``base.bone_window``).
+3. **Segmentation** by one of the methods below (``method=``), chosen by measurement
+   with the simulated annotator (benchmarks/bench_interactive_annotator.py; figures in
+   BENCHMARKS.md):
+
+   * ``"geodesic"`` (default): a GrowCut-style geodesic competition. Every voxel is a
+     *weak* seed of its current class (strength ``delta``), every click a *strong* seed
+     (strength 0). A voxel takes the class of the seed with the least
+     ``strength + geodesic distance``. Without clicks nothing changes; a click flips the
+     region it reaches more cheaply than ``delta``. Per mm, the foreground pays
+     ``1 + beta*(|grad|/g0)^2`` outside bright bone, ``alpha`` in soft tissue and
+     ``gamma_outside`` outside the outline of the neighbouring vertebrae seen along the
+     spine (a shape prior against ribs); locked neighbours are impassable. A negative
+     click on bone spreads up to edges (discs, joints, cortex); one on soft tissue (a
+     leak) clears soft tissue up to the bone. A positive click on low-density bone
+     (osteoporotic) grows without the soft-tissue toll. Dijkstra runs (scipy csgraph,
+     stopped at ``delta``) on the working grid.
+   * ``"random_walker"``: Grady's random walker with a prior (the current target as
+     prior probability, clicks and locked neighbours as Dirichlet seeds), solved with
+     preconditioned conjugate gradients on the same working grid.
+4. **Back to the CT grid**: working blocks no click decided keep the current voxels
+   exactly (full resolution detail is never lost); blocks that a click decided are filled at full resolution, and along the new boundary only voxels
+   that look like bone are kept (above halfway between soft tissue and the added bone's
+   cortex, at least ``snap_hu``).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from .base import Engine, Proposal, RefineRequest, bone_window, clip_box, label_bbox, register_engine
+
+METHODS = ("geodesic", "random_walker")
+
+
+class ClassicalEngine(Engine):
+    """Weight-free seeded 3D segmentation around one vertebra (see module docstring)."""
+
+    name = "classical"
+
+    def __init__(
+        self,
+        method: str = "geodesic",
+        work_spacing_mm: float = 1.5,
+        max_work_voxels: int = 160_000,
+        margin_mm: float = 12.0,
+        reach_mm: float = 45.0,
+        delta: float = 60.0,
+        beta: float = 6.0,
+        alpha: float = 15.0,
+        soft_hu: float = 120.0,
+        bright_hu: float = 300.0,
+        gamma_outside: float = 4.0,
+        outline_margin_mm: float = 6.0,
+        snap_hu: float = 180.0,
+        click_radius_mm: float = 1.5,
+        rw_beta: float = 90.0,
+        rw_gamma: float = 2e-3,
+    ):
+        if method not in METHODS:
+            from ..errors import SpineLabelInputError
+
+            raise SpineLabelInputError(None, f"unknown classical method {method!r}; choose one of {', '.join(METHODS)}")
+        self.method = method
+        self.work_spacing_mm = float(work_spacing_mm)
+        self.max_work_voxels = int(max_work_voxels)
+        self.margin_mm = float(margin_mm)
+        self.reach_mm = float(reach_mm)
+        self.delta = float(delta)
+        self.beta = float(beta)
+        self.alpha = float(alpha)
+        self.soft_hu = float(soft_hu)
+        self.bright_hu = float(bright_hu)
+        self.gamma_outside = float(gamma_outside)
+        self.outline_margin_mm = float(outline_margin_mm)
+        self.snap_hu = float(snap_hu)
+        self.click_radius_mm = float(click_radius_mm)
+        self.rw_beta = float(rw_beta)
+        self.rw_gamma = float(rw_gamma)
+        self._bbox_cache: dict = {}
+
+    # ------------------------------------------------------------------------------
+    def propose(self, req: RefineRequest) -> Proposal:
+        t0 = time.perf_counter()
+        spacing = req.ct.spacing
+        shape = np.asarray(req.ct.shape)
+        factors = np.maximum(1, np.rint(self.work_spacing_mm / spacing)).astype(int)
+        lo, hi = self._roi(req, spacing)
+        # grow the blocks until the working grid is small enough
+        while np.prod(np.ceil((hi - lo) / factors)) > self.max_work_voxels:
+            factors = factors + (spacing * factors == np.min(spacing * factors))
+        hi = np.minimum(lo + np.ceil((hi - lo) / factors).astype(int) * factors, shape)
+        box = clip_box(lo, hi, shape)
+        lo = np.array([s.start for s in box])
+        ct_crop = req.ct.array[box]
+        lab_crop = req.base[box]
+        base_fg = lab_crop == req.label
+        locked = np.isin(lab_crop, list(req.locked_values)) if req.locked_values else np.zeros(lab_crop.shape, bool)
+
+        work_sp = spacing * factors
+        img_c = _block_mean(bone_window(ct_crop), factors)
+        hu_c = _block_mean(ct_crop.astype(np.float32, copy=False), factors)
+        base_c = _block_mean(base_fg.astype(np.float32), factors) >= 0.5
+        locked_c = _block_mean(locked.astype(np.float32), factors) >= 0.5
+        pos, neg = self._click_seeds(req, lo, factors, img_c.shape, work_sp)
+        if self.method == "geodesic":
+            outside = self._outside_neighbour_silhouette(req, lab_crop, factors, img_c.shape, base_c, pos, req.ct.affine, lo)
+            fg_c, by_click = self._geodesic(img_c, hu_c, work_sp, base_c, locked_c, pos, neg, outside)
+        else:
+            fg_c, by_click = self._random_walker(img_c, work_sp, base_c, locked_c, pos, neg)
+        if pos.any():  # a positive click fills the enclosed trabecular space of what it grew
+            from scipy import ndimage
+
+            holes = ndimage.binary_fill_holes(fg_c) & ~fg_c & ~locked_c & ~neg
+            fg_c |= holes
+            by_click |= holes
+        fg_c[neg] = False
+        by_click |= neg | pos
+        target = self._to_native(fg_c, by_click, base_c, base_fg, ct_crop, factors, locked_c)
+        # the clicked voxels themselves always obey the click
+        for click in req.clicks:
+            rel = tuple(np.asarray(click.ijk) - lo)
+            if all(0 <= r < s for r, s in zip(rel, target.shape)):
+                target[rel] = click.positive
+        return Proposal(box, target, {"method": self.method, "factors": tuple(int(f) for f in factors),
+                                      "work_shape": img_c.shape, "seconds": time.perf_counter() - t0})
+
+    def close(self) -> None:
+        self._bbox_cache.clear()
+
+    # ------------------------------------------------------------------------------
+    def _roi(self, req: RefineRequest, spacing) -> tuple[np.ndarray, np.ndarray]:
+        shape = np.asarray(req.ct.shape)
+        margin = np.ceil(self.margin_mm / spacing).astype(int)
+        reach = np.ceil(self.reach_mm / spacing).astype(int)
+        # the accepted state stays the same object for all clicks of one label: its target
+        # box is computed once (holding the array itself, so an id can never be reused)
+        cached = self._bbox_cache.get("base")
+        if cached is None or cached[0] is not req.base or cached[1] != req.label:
+            cached = (req.base, req.label, label_bbox(req.base, req.label))
+            self._bbox_cache["base"] = cached
+        bb = cached[2]
+        los, his = [], []
+        if bb is not None:
+            los.append(bb[0] - margin)
+            his.append(bb[1] + margin)
+        first_positive = next((c for c in req.clicks if c.positive), None)
+        for click in req.clicks:
+            p = np.asarray(click.ijk)
+            r = reach if (bb is None and click is first_positive) else 2 * margin
+            los.append(p - r)
+            his.append(p + r + 1)
+        if req.box is not None:
+            los.append(np.asarray(req.box[0]) - margin)
+            his.append(np.asarray(req.box[1]) + margin)
+        lo = np.maximum(np.min(los, axis=0), 0)
+        hi = np.minimum(np.max(his, axis=0), shape)
+        return lo.astype(int), hi.astype(int)
+
+    def _outside_neighbour_silhouette(self, req, lab_crop, factors, shape_c, base_c, pos, affine, lo):
+        """Working-grid mask of the voxels outside the outline of the neighbouring vertebrae
+        seen along the spine (a shape prior: a vertebra is about as wide as its neighbours;
+        ribs leave that outline). None when no neighbour is in the crop."""
+        from .. import labels as L
+
+        present = [int(v) for v in req.locked_values if L.is_vertebra(int(v))]
+        if not present:
+            return None
+        up_v, down_v = L.neighbours(req.label, present)
+        masks = []
+        for v in (up_v, down_v):
+            if v is None:
+                continue
+            m = _block_mean((lab_crop == v).astype(np.float32), factors) >= 0.5
+            if m.sum() >= 20:
+                masks.append(m)
+        if not masks:
+            return None
+        f = np.asarray(factors, dtype=float)
+        # working-grid index -> world mm (block centres)
+        a_c = affine.copy()
+        a_c[:3, :3] = affine[:3, :3] * f
+        a_c[:3, 3] = affine[:3, :3] @ (np.asarray(lo) + (f - 1) / 2.0) + affine[:3, 3]
+        centres = [a_c[:3, :3] @ np.argwhere(m).mean(axis=0) + a_c[:3, 3] for m in masks]
+        if len(centres) == 2:
+            axis = centres[0] - centres[1]
+        else:
+            own = base_c | pos
+            if own.any():
+                axis = centres[0] - (a_c[:3, :3] @ np.argwhere(own).mean(axis=0) + a_c[:3, 3])
+            else:
+                axis = np.array([0.0, 0.0, 1.0])
+        if np.linalg.norm(axis) < 1e-6:
+            return None
+        axis = axis / np.linalg.norm(axis)
+        e1 = np.cross(axis, [1.0, 0.0, 0.0] if abs(axis[0]) < 0.9 else [0.0, 1.0, 0.0])
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(axis, e1)
+        # in-plane coordinates (mm) of every block centre: linear in the indices, so built
+        # from three broadcast 1D ramps instead of an (N, 3) array
+        pix = float(np.min(np.linalg.norm(a_c[:3, :3], axis=0)))
+        coords = []
+        for e in (e1, e2):
+            w = a_c[:3, :3].T @ e  # mm per index step along i, j, k
+            c = float(a_c[:3, 3] @ e)
+            ramps = [np.arange(n, dtype=np.float32) * np.float32(w[a]) for a, n in enumerate(shape_c)]
+            coords.append(ramps[0][:, None, None] + ramps[1][None, :, None] + ramps[2][None, None, :] + np.float32(c))
+        lo_uv = [float(c.min()) for c in coords]
+        iu = np.floor((coords[0] - lo_uv[0]) / pix).astype(np.int32)
+        iv = np.floor((coords[1] - lo_uv[1]) / pix).astype(np.int32)
+        size = (int(iu.max()) + 1, int(iv.max()) + 1)
+        sil = np.zeros(size, bool)
+        for m in masks:
+            sil[iu[m], iv[m]] = True
+        from scipy import ndimage
+
+        r = max(1, int(round(self.outline_margin_mm / pix)))
+        yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+        sil = ndimage.binary_closing(sil, iterations=2)
+        sil = ndimage.binary_fill_holes(sil)
+        sil = ndimage.binary_dilation(sil, structure=(yy ** 2 + xx ** 2) <= r * r)
+        return (~sil[iu, iv]).astype(np.float32)
+
+    def _click_seeds(self, req, lo, factors, shape_c, work_sp):
+        pos = np.zeros(shape_c, bool)
+        neg = np.zeros(shape_c, bool)
+        r = np.maximum(0, np.floor(self.click_radius_mm / work_sp)).astype(int)
+        for click in req.clicks:
+            c = (np.asarray(click.ijk) - lo) // factors
+            if np.any(c < 0) or np.any(c >= shape_c):
+                continue
+            sl = tuple(slice(max(0, int(a - b)), int(a + b + 1)) for a, b in zip(c, r))
+            (pos if click.positive else neg)[sl] = True
+        overlap = pos & neg  # the later click of two on the same block wins
+        if overlap.any():
+            for click in req.clicks:
+                c = tuple((np.asarray(click.ijk) - lo) // factors)
+                if all(0 <= a < s for a, s in zip(c, shape_c)):
+                    pos[c], neg[c] = click.positive, not click.positive
+        return pos, neg
+
+    # ------------------------------------------------------------------------------
+    def _geodesic(self, img, hu, sp, base_c, locked_c, pos, neg, outside=None) -> np.ndarray:
+        from scipy import ndimage
+
+        grad = ndimage.gaussian_gradient_magnitude(img, sigma=1.0) / float(np.mean(sp))
+        # edge scale: a robust estimate of the crop's strong edges (bone against soft tissue)
+        g0 = max(float(np.percentile(grad, 90)), 1e-3)
+        soft_hu, bright_hu = self.soft_hu, self.bright_hu
+        from scipy.special import expit
+
+        soft = expit((soft_hu - hu) / 25.0)  # 1 in soft tissue, 0 in bone
+        bright = expit((hu - bright_hu) / 50.0)  # 1 in bright (cortical) bone
+        edges = (grad / g0) ** 2
+        # the foreground runs freely through bright bone (thin processes are all edge) but
+        # pays for edges elsewhere and for soft tissue, so it stops at discs and joints
+        cost_fg = 1.0 + self.beta * edges * (1.0 - bright) + self.alpha * soft
+        if outside is not None:  # beyond the neighbours' outline (rib shafts): the foreground pays
+            cost_fg = cost_fg + self.gamma_outside * outside
+        big = np.float32(1e6)
+        cost_fg = np.where(locked_c, big, cost_fg)
+        inf = np.inf
+        # a positive click on low-density bone (osteoporotic trabecular bone looks like soft
+        # tissue) grows without the soft-tissue toll: only edges (the cortex) stop it
+        pos = pos & ~locked_c
+        pos_low = pos & (hu < soft_hu + 30.0)
+        d_pos = np.full(img.shape, inf)
+        if (pos & ~pos_low).any():
+            d_pos = _geodesic_distance(cost_fg, sp, pos & ~pos_low, self.delta)
+        if pos_low.any():
+            cost_low = np.where(locked_c, big, 1.0 + self.beta * edges * (1.0 - bright)
+                                + (self.gamma_outside * outside if outside is not None else 0.0))
+            d_pos = np.minimum(d_pos, _geodesic_distance(cost_low, sp, pos_low, self.delta))
+        # a negative click on soft tissue (a leak into a disc or muscle) clears the soft
+        # tissue it reaches and stops where bone starts; one on bone (a merged neighbour, a
+        # rib) clears bone up to its edges
+        on_soft = neg & (hu < soft_hu)
+        d_neg = np.full(img.shape, inf)
+        if (neg & ~on_soft).any():
+            cost_bg = 1.0 + self.beta * edges  # stops at every edge (discs, joints, cortex)
+            d_neg = _geodesic_distance(cost_bg, sp, neg & ~on_soft, self.delta)
+        if on_soft.any():
+            cost_soft = 1.0 + self.beta * edges * (1.0 - soft) + self.alpha * (1.0 - soft)
+            d_neg = np.minimum(d_neg, _geodesic_distance(cost_soft, sp, on_soft, self.delta))
+        fg_score = np.minimum(d_pos, np.where(base_c, self.delta, inf))
+        bg_score = np.minimum(d_neg, np.where(base_c, inf, self.delta))
+        out = np.where(fg_score == bg_score, base_c, fg_score < bg_score)
+        out &= ~locked_c
+        by_click = np.where(out, d_pos < self.delta, d_neg < self.delta)
+        return out, by_click
+
+    def _random_walker(self, img, sp, base_c, locked_c, pos, neg) -> np.ndarray:
+        import scipy.sparse as sparse
+        from scipy.sparse.linalg import LinearOperator, cg
+
+        shape = img.shape
+        n = img.size
+        idx = np.arange(n).reshape(shape)
+        rows, cols, weights = [], [], []
+        flat = img.ravel()
+        for axis in range(3):
+            a = np.take(idx, range(0, shape[axis] - 1), axis=axis).ravel()
+            b = np.take(idx, range(1, shape[axis]), axis=axis).ravel()
+            w = np.exp(-self.rw_beta * (flat[a] - flat[b]) ** 2) / float(sp[axis]) + 1e-6
+            rows += [a, b]
+            cols += [b, a]
+            weights += [w, w]
+        rows = np.concatenate(rows)
+        cols = np.concatenate(cols)
+        weights = np.concatenate(weights)
+        W = sparse.csr_matrix((weights, (rows, cols)), shape=(n, n))
+        deg = np.asarray(W.sum(axis=1)).ravel()
+        seeds = (pos | neg | locked_c).ravel()
+        seed_val = pos.ravel().astype(np.float64)
+        prior = base_c.ravel().astype(np.float64)
+        unknown = ~seeds
+        U = np.flatnonzero(unknown)
+        S = np.flatnonzero(seeds)
+        gamma = self.rw_gamma
+        A = (sparse.diags(deg[U] + gamma) - W[U][:, U]).tocsr()
+        rhs = gamma * prior[U] + W[U][:, S] @ seed_val[S]
+        dinv = 1.0 / A.diagonal()
+        M = LinearOperator(A.shape, matvec=lambda x: dinv * x)
+        x, _info = cg(A, rhs, x0=prior[U], rtol=1e-3, maxiter=400, M=M)
+        prob = np.empty(n)
+        prob[S] = seed_val[S]
+        prob[U] = x
+        prob = prob.reshape(shape)
+        out = prob > 0.5
+        out &= ~locked_c
+        return out, np.abs(prob - base_c) > 0.25
+
+    # ------------------------------------------------------------------------------
+    def _snap_threshold(self, ct_crop, region) -> float:
+        """HU above which a boundary voxel counts as bone: halfway between soft tissue and
+        the cortex of the bone being added (its 95th percentile), never below ``snap_hu``."""
+        vals = ct_crop[region]
+        if vals.size == 0:
+            return self.snap_hu
+        cortex = float(np.percentile(vals, 95))
+        return max(self.snap_hu, 0.5 * (cortex + 40.0))
+
+    def _to_native(self, fg_c, by_click, base_c, base_fg, ct_crop, factors, locked_c) -> np.ndarray:
+        """Working-grid decision -> voxels of the crop (see step 4 of the module docstring).
+
+        Blocks decided by the current mask (no click reached them) keep its voxels exactly;
+        blocks a click decided take the decision: background clears them, foreground
+        keeps the current voxels where the block already was target and otherwise fills
+        the block, keeping only bone-like voxels along the new boundary."""
+        from scipy import ndimage
+
+        target = base_fg.copy()
+        if not by_click.any():
+            return target
+        up = lambda a: _block_up(a, factors, base_fg.shape)  # noqa: E731
+        target[up(by_click & ~fg_c)] = False
+        added_c = by_click & fg_c & ~base_c
+        if added_c.any():
+            interior_c = ndimage.binary_erosion(fg_c, border_value=0)
+            add = up(added_c)
+            edge = add & ~up(interior_c)
+            target[add & ~edge] = True
+            bone = ct_crop >= self._snap_threshold(ct_crop, add)
+            target[edge & bone] = True
+            # partial-volume rim: bone voxels in the blocks just outside what the clicks added
+            rim_c = ndimage.binary_dilation(added_c) & ~fg_c & ~by_click & ~locked_c
+            target[up(rim_c) & bone] = True
+        return target
+
+
+# ----------------------------------------------------------------------------------
+# helpers (working grid = whole blocks of ``factors`` voxels)
+# ----------------------------------------------------------------------------------
+def _block_mean(a: np.ndarray, factors) -> np.ndarray:
+    f = tuple(int(x) for x in factors)
+    if f == (1, 1, 1):
+        return a.astype(np.float32, copy=False)
+    shape_c = tuple(math.ceil(s / fi) for s, fi in zip(a.shape, f))
+    pad = [(0, sc * fi - s) for s, sc, fi in zip(a.shape, shape_c, f)]
+    if any(p[1] for p in pad):
+        a = np.pad(a, pad, mode="edge")
+    r = a.reshape(shape_c[0], f[0], shape_c[1], f[1], shape_c[2], f[2])
+    return r.mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def _block_up(a: np.ndarray, factors, shape) -> np.ndarray:
+    out = a
+    for axis, f in enumerate(factors):
+        if f > 1:
+            out = np.repeat(out, int(f), axis=axis)
+    return out[: shape[0], : shape[1], : shape[2]]
+
+
+_EDGE_CACHE: dict = {}
+
+
+def _edges(shape) -> list[tuple[np.ndarray, np.ndarray]]:
+    """6-neighbour edge lists (one direction) of a grid, per axis; cached per shape."""
+    if shape not in _EDGE_CACHE:
+        _EDGE_CACHE.clear()
+        idx = np.arange(int(np.prod(shape)), dtype=np.int32).reshape(shape)
+        _EDGE_CACHE[shape] = [
+            (np.take(idx, range(0, shape[a] - 1), axis=a).ravel(), np.take(idx, range(1, shape[a]), axis=a).ravel())
+            for a in range(3)
+        ]
+    return _EDGE_CACHE[shape]
+
+
+def _geodesic_distance(cost: np.ndarray, sp, seeds: np.ndarray, limit: float) -> np.ndarray:
+    """Geodesic distance (sum over 6-neighbour steps of step length x mean node cost)
+    from the ``seeds`` voxels, exact up to ``limit`` (beyond it: inf).
+
+    The seeds hang off one extra node by (near) zero-length edges; the graph is undirected,
+    so each grid edge is stored once."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    n = cost.size
+    flat = cost.ravel().astype(np.float64)
+    rows, cols, weights = [], [], []
+    for axis, (a, b) in enumerate(_edges(tuple(cost.shape))):
+        rows.append(a)
+        cols.append(b)
+        weights.append(0.5 * float(sp[axis]) * (flat[a] + flat[b]))
+    src = np.flatnonzero(seeds.ravel()).astype(np.int32)
+    rows.append(np.full(src.size, n, np.int32))
+    cols.append(src)
+    weights.append(np.full(src.size, 1e-9))
+    g = csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(n + 1, n + 1))
+    d = dijkstra(g, directed=False, indices=n, limit=limit)
+    return d[:n].reshape(cost.shape)
+
+
+register_engine("classical", ClassicalEngine)

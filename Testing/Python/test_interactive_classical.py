@@ -1,0 +1,238 @@
+"""Click-to-correct with the weight-free engine: fixes, locking, undo/redo, bad input, CLI."""
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from SpineLabelLib import labels as L
+from SpineLabelLib.errors import SpineLabelInputError
+from SpineLabelLib.image import load_image
+from SpineLabelLib.interactive import open_session
+from SpineLabelLib.interactive.annotator import CORRUPTIONS, corrupt, dice, next_click, simulate
+from SpineLabelLib.synthetic import make_phantom
+
+from conftest import DATA
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(first="T12", last="L3", spacing=(1.5, 1.5, 1.5), seed=5)
+
+
+def others_unchanged(before: np.ndarray, after: np.ndarray, label: int) -> bool:
+    keep = (before != 0) & (before != label)
+    return bool(np.array_equal(before[keep], after[keep]))
+
+
+@pytest.mark.parametrize("kind", ["missing", "merged", "cut_half"])
+def test_clicks_fix_a_corrupted_vertebra_and_never_touch_neighbours(phantom, kind):
+    gt = phantom.mask.array
+    start = corrupt(gt, phantom.ct, 21, kind)
+    s = open_session(phantom.ct, start)
+    run = simulate(s, gt, 21, kind, max_clicks=6, stop_at=0.9)
+    assert run.dice[0] < 0.8
+    assert max(run.dice) >= 0.85, run.dice
+    assert run.other_labels_changed == 0
+    assert others_unchanged(start, s.labelmap, 21)
+    assert set(np.unique(s.labelmap[start != s.labelmap])) <= {0, 21}
+
+
+def test_refine_changes_only_target_and_background_and_reports_the_box(phantom):
+    gt = phantom.mask.array
+    start = corrupt(gt, phantom.ct, 21, "missing")
+    s = open_session(phantom.ct, start)
+    centre = tuple(int(round(v)) for v in phantom.centroids_ijk[21])
+    new = s.refine(label=21, clicks=[(centre, True)])
+    changed = new != start
+    assert changed.any()
+    assert set(np.unique(start[changed])) == {0} and set(np.unique(new[changed])) == {21}
+    box = s.last_result.bbox
+    outside = changed.copy()
+    outside[box] = False
+    assert not outside.any()
+    assert s.last_result.changed == int(changed.sum())
+    assert dice(new == 21, gt == 21) > 0.6
+
+
+def test_neighbours_are_locked_unless_unlocked_by_name(phantom):
+    gt = phantom.mask.array
+    centre = tuple(int(round(v)) for v in phantom.centroids_ijk[21])
+    merged = gt.copy()
+    merged[gt == 21] = 22  # L3 swallowed L2: L2's voxels are labelled L3
+    s = open_session(phantom.ct, merged)
+    with pytest.raises(SpineLabelInputError, match="locked"):
+        s.refine(label=21, clicks=[(centre, True)])
+    assert np.array_equal(s.labelmap, merged)
+    new = s.refine(label=21, clicks=[(centre, True)], overwrite=[22])
+    took = (merged == 22) & (new == 21)
+    assert took.sum() > 0.5 * (gt == 21).sum()
+    assert others_unchanged(merged, new, 21) is False  # 22 was unlocked explicitly
+    keep = (merged != 0) & (merged != 22) & (merged != 21)
+    assert np.array_equal(new[keep], merged[keep])
+
+
+def test_clicks_accumulate_and_undo_redo_step_through_them(phantom):
+    gt = phantom.mask.array
+    start = corrupt(gt, phantom.ct, 21, "missing")
+    s = open_session(phantom.ct, start)
+    c1 = next_click(gt == 21, start == 21, phantom.ct.spacing)
+    a = s.refine(label=21, clicks=[(c1.ijk, c1.positive)])
+    c2 = next_click(gt == 21, a == 21, phantom.ct.spacing, (a == 0) | (a == 21))
+    b = s.refine(label=21, clicks=[(c2.ijk, c2.positive)])
+    assert len(s.clicks(21)) == 2
+    assert not np.array_equal(a, b)
+    assert np.array_equal(s.undo(), a) and len(s.clicks(21)) == 1
+    assert np.array_equal(s.undo(), start) and s.clicks(21) == []
+    with pytest.raises(SpineLabelInputError, match="nothing to undo"):
+        s.undo()
+    assert np.array_equal(s.redo(), a)
+    assert np.array_equal(s.redo(), b)
+    assert len(s.clicks(21)) == 2
+    # the same two clicks from scratch give the same labelmap (each refine recomputes from
+    # the accepted state and all clicks)
+    t = open_session(phantom.ct, start)
+    assert np.array_equal(t.refine(label=21, clicks=[(c1.ijk, c1.positive), (c2.ijk, c2.positive)]), b)
+    # another label accepts the state: its clicks start a new list
+    s.refine(label=20, clicks=[(tuple(int(round(v)) for v in phantom.centroids_ijk[20]), True)])
+    assert s.clicks(21) == [] and len(s.clicks(20)) == 1
+
+
+def test_bad_input_is_refused_with_a_clear_message_and_nothing_changes(phantom):
+    gt = phantom.mask.array
+    s = open_session(phantom.ct, gt)
+    before = s.labelmap
+    centre20 = tuple(int(round(v)) for v in phantom.centroids_ijk[20])
+    air = tuple(int(v) for v in np.argwhere(phantom.ct.array < -900)[0])
+    cases = [
+        (dict(label=21, clicks=[((10_000, 0, 0), True)]), "outside the image"),
+        (dict(label=21, clicks=[((-1, 5, 5), False)]), "outside the image"),
+        (dict(label=21, clicks=[(air, True)]), "on air"),
+        (dict(label=21, clicks=[(centre20, True)]), "on another vertebra, L1"),
+        (dict(label=99, clicks=[(centre20, True)]), "unknown vertebra label 99"),
+        (dict(label="X7", clicks=[(centre20, True)]), "unknown vertebra label"),
+        (dict(label=21, clicks=[("a", True)]), "a click must be"),
+        (dict(label=21, clicks=[((1, 2, 3), "yes")]), "True .add. or False"),
+        (dict(label=21, clicks=[]), "at least one click"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(SpineLabelInputError, match=message):
+            s.refine(**kwargs)
+        assert np.array_equal(s.labelmap, before)
+        assert not s.can_undo
+    with pytest.raises(SpineLabelInputError, match="differs from the CT grid"):
+        open_session(phantom.ct, gt[:-1])
+    with pytest.raises(SpineLabelInputError, match="unknown interactive engine"):
+        open_session(phantom.ct, gt, engine="magic")
+
+
+def test_the_callers_array_is_never_modified(phantom):
+    gt = phantom.mask.array
+    start = corrupt(gt, phantom.ct, 21, "missing")
+    copy = start.copy()
+    s = open_session(phantom.ct, start)
+    s.refine(label=21, clicks=[(tuple(int(round(v)) for v in phantom.centroids_ijk[21]), True)])
+    assert np.array_equal(start, copy)
+
+
+def test_any_spacing_and_oblique_grid_and_nibabel_input(tmp_path):
+    p = make_phantom(first="L1", last="L3", spacing=(0.9, 1.3, 2.5), axcodes=("L", "P", "S"), oblique_deg=20, seed=7)
+    gt = p.mask.array
+    start = corrupt(gt, p.ct, 21, "missing")
+    path = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(p.ct.array, p.ct.affine), str(path))
+    for ct in (str(path), nib.load(str(path)), p.ct):
+        s = open_session(ct, start)
+        run = simulate(s, gt, 21, "missing", max_clicks=4, stop_at=0.85)
+        assert max(run.dice) > 0.8 and run.other_labels_changed == 0
+
+
+def test_random_walker_method_runs_the_same_interface(phantom):
+    gt = phantom.mask.array
+    start = corrupt(gt, phantom.ct, 21, "merged")
+    s = open_session(phantom.ct, start, method="random_walker")
+    run = simulate(s, gt, 21, "merged", max_clicks=3)
+    assert run.other_labels_changed == 0 and len(run.clicks) == 3
+    final = s.labelmap
+    for click in run.clicks[-1:]:  # the latest click always holds
+        assert (final[click.ijk] == 21) == click.positive
+    changed = final != start
+    assert changed.any() and set(np.unique(final[changed])) <= {0, 21}
+    with pytest.raises(SpineLabelInputError, match="unknown classical method"):
+        open_session(phantom.ct, gt, method="snake")
+
+
+def test_corruptions_make_the_failure_they_name(phantom):
+    gt = phantom.mask.array
+    t = gt == 21
+    merged = corrupt(gt, phantom.ct, 21, "merged")
+    assert not (merged == 22).any() and (merged == 21).sum() > t.sum()
+    assert not (corrupt(gt, phantom.ct, 21, "missing") == 21).any()
+    half = corrupt(gt, phantom.ct, 21, "cut_half") == 21
+    assert 0.4 < half.sum() / t.sum() < 0.6 and not (half & ~t).any()
+    disc = corrupt(gt, phantom.ct, 21, "leak_disc")
+    leak = (disc == 21) & ~t
+    assert leak.any() and np.all(gt[leak] == 0)
+    with pytest.raises(ValueError):
+        corrupt(gt, phantom.ct, 21, "melted")
+    assert set(CORRUPTIONS) == {"merged", "missing", "leak_rib", "leak_disc", "cut_half"}
+
+
+def test_annotator_clicks_interior_of_largest_error():
+    gt = np.zeros((30, 30, 30), bool)
+    gt[5:25, 5:25, 5:25] = True
+    pred = gt.copy()
+    pred[5:25, 5:25, 5:12] = False  # big miss
+    pred[26:29, 5:8, 5:8] = True  # small leak
+    c = next_click(gt, pred, (1.0, 1.0, 1.0))
+    assert c.positive and 5 <= c.ijk[2] < 12 and 8 <= c.ijk[0] <= 21
+    pred2 = gt.copy()
+    pred2[0:30, 0:4, 0:30] = True
+    c2 = next_click(gt, pred2, (1.0, 1.0, 1.0))
+    assert not c2.positive and c2.ijk[1] < 4
+    assert next_click(gt, gt, (1.0, 1.0, 1.0)) is None
+
+
+def test_real_case_locked_neighbours_and_latency_budget():
+    ct = load_image(DATA / "totalseg_example" / "ct.nii.gz")
+    gt = L.totalseg_to_verse(load_image(DATA / "totalseg_example" / "seg_totalseg_labels.nii.gz").array)
+    start = corrupt(gt, ct, 21, "merged")
+    s = open_session(ct, start)
+    run = simulate(s, gt, 21, "merged", max_clicks=5, stop_at=0.9)
+    assert run.other_labels_changed == 0
+    assert max(run.dice) > run.dice[0] + 0.1, run.dice
+
+
+def test_refine_cli_writes_a_new_version_and_refuses_bad_input(tmp_path, capsys):
+    from SpineLabelLib.cli import main
+    from SpineLabelLib.image import save_nifti
+
+    p = make_phantom(first="L1", last="L3", spacing=(2.0, 2.0, 2.0), seed=9)
+    start = corrupt(p.mask.array, p.ct, 21, "missing")
+    ct_path, mask_path = tmp_path / "ct.nii.gz", tmp_path / "mask.nii.gz"
+    save_nifti(p.ct, ct_path)
+    save_nifti(p.mask.with_array(start), mask_path)
+    c = ",".join(str(int(round(v))) for v in p.centroids_ijk[21])
+    code = main(["refine", str(ct_path), "--mask", str(mask_path), "--label", "L2", "--click", c + ",+"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    written = tmp_path / ".versions" / "mask.v1.nii.gz"
+    assert written.is_file() and str(written) in out
+    new = np.asarray(nib.load(str(written)).dataobj)
+    assert (new == 21).sum() > 0.5 * (p.mask.array == 21).sum()
+    assert np.array_equal(np.asarray(nib.load(str(mask_path)).dataobj), start)  # never in place
+    assert others_unchanged(start, new, 21)
+    assert main(["refine", str(ct_path), "--mask", str(mask_path), "--label", "L2", "--click", c]) == 0
+    assert (tmp_path / ".versions" / "mask.v2.nii.gz").is_file()
+    capsys.readouterr()
+    for argv, message in [
+        (["--label", "L2", "--click", "1,2"], "expected i,j,k"),
+        (["--label", "L2", "--click", "9999,0,0"], "outside the image"),
+        (["--label", "Q9", "--click", c], "unknown vertebra label"),
+        (["--label", "L2", "--click", c, "--out", str(mask_path), "--overwrite"], "never overwrites it in place"),
+        (["--label", "L2", "--click", c, "--engine", "sam", "--checkpoint", str(tmp_path / "none.pth")], "does not exist"),
+    ]:
+        code = main(["refine", str(ct_path), "--mask", str(mask_path), *argv])
+        out, err = capsys.readouterr()
+        assert code == 2 and message in err and err.count("\n") == 1, err
+    assert np.array_equal(np.asarray(nib.load(str(mask_path)).dataobj), start)
