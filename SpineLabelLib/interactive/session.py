@@ -200,26 +200,24 @@ class Session:
 
     def undo(self) -> np.ndarray:
         """Step back one refinement (its clicks are forgotten too); returns the labelmap."""
-        if not self._undo:
-            raise SpineLabelInputError(None, "nothing to undo")
-        step = self._undo.pop()
-        if step.box is not None:
-            self._write(step.box, step.after, step.before)
-        self._pending = step.pending_before
-        self._redo.append(step)
-        self.last_result = RefineResult(self._labels.copy(), step.box, 0 if step.box is None else int(np.count_nonzero(step.before != step.after)), step.label)
-        return self._labels.copy()
+        return self._replay(self._undo, self._redo, forward=False)
 
     def redo(self) -> np.ndarray:
         """Re-apply the last undone refinement; returns the labelmap."""
-        if not self._redo:
-            raise SpineLabelInputError(None, "nothing to redo")
-        step = self._redo.pop()
+        return self._replay(self._redo, self._undo, forward=True)
+
+    def _replay(self, source: list, target: list, forward: bool) -> np.ndarray:
+        """Move one step from ``source`` to ``target``, writing its after (redo) or before (undo) voxels."""
+        if not source:
+            raise SpineLabelInputError(None, f"nothing to {'redo' if forward else 'undo'}")
+        step = source.pop()
         if step.box is not None:
-            self._write(step.box, step.before, step.after)
-        self._pending = step.pending_after
-        self._undo.append(step)
-        self.last_result = RefineResult(self._labels.copy(), step.box, 0 if step.box is None else int(np.count_nonzero(step.before != step.after)), step.label)
+            old, new = (step.before, step.after) if forward else (step.after, step.before)
+            self._write(step.box, old, new)
+        self._pending = step.pending_after if forward else step.pending_before
+        target.append(step)
+        changed = 0 if step.box is None else int(np.count_nonzero(step.before != step.after))
+        self.last_result = RefineResult(self._labels.copy(), step.box, changed, step.label)
         return self._labels.copy()
 
     def close(self) -> None:
