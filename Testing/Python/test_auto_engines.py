@@ -101,10 +101,10 @@ def test_classical_real_totalseg_example(ts_case, classical_ts):
     res = classical_ts
     assert res.mask.same_grid(ct)
     m = evaluate_case(gt, res.mask, body_centroids(gt), res.centroids_ijk)
-    # regression floors just under the measured 0.875 / 0.60 (the benchmark reports the
+    # regression floors just under the measured 0.875 / 0.61 (the benchmark reports the
     # exact figures against the targets)
     assert m.id_rate >= 0.85
-    assert m.dice_mean >= 0.55
+    assert m.dice_mean >= 0.58
     assert all(0 <= c <= 1 for c in res.confidence.values())
     assert all(res.reasons[v] for v in res.labels)
     assert any("sacrum" in r for r in res.reasons[20])
@@ -135,6 +135,22 @@ def test_classical_body_centres_on_thick_slice_chest_phantom():
     m = evaluate_case(ph.mask, res.mask, ph.centroids_ijk, res.centroids_ijk)
     assert m.id_rate == 1.0
     assert m.dice_mean >= 0.6
+
+
+def test_classical_whole_spine_phantom_anchored_by_skull_and_sacrum():
+    """Whole-spine phantom (C1-sacrum): the top piece of the curve is the skull base
+    (dropped, and it anchors C1 below it) and the caudal sacrum is not cut off as an
+    extra "vertebra", so 24 vertebrae + sacrum are counted right. Measured id.rate 1.0,
+    Dice 0.73 (was 0.20 / 0.20: an occiput "C1" and a sacral sliver shifted every label)."""
+    from SpineLabelLib.synthetic import make_phantom, phantom_suite
+
+    spec = next(s for s in phantom_suite() if s.name == "whole-spine-LPS-1.5mm")
+    ph = make_phantom(spec)
+    res = get_engine("classical").segment(ph.ct)
+    m = evaluate_case(ph.mask, res.mask, ph.centroids_ijk, res.centroids_ijk)
+    assert m.id_rate >= 0.95
+    assert m.dice_mean >= 0.68
+    assert any("skull base" in n for n in res.notes)
 
 
 def test_classical_bad_inputs():

@@ -17,9 +17,14 @@ Pipeline (each step in its own module):
 5. :mod:`.anchors` — ribs *attached* to each separated vertebra (unlabelled bone pieces
    reaching 40 mm lateral, assigned to the vertebra they touch most), iliac wings,
    sacrum, skull base, and each segment's pitch.
+   A huge top piece without a disc above (> 3000 mm² of midline bone per slice) is the
+   skull base: dropped, and it anchors C1; a caudal piece cut off the sacrum (short, or
+   below the iliac wings under a piece flanked by them) is merged back into it.
 6. :mod:`.labelling` — hypotheses over the anatomical sequence (T13, L6, missing 12th
    rib included) scored by the anchors; the posterior gives each label's confidence.
-7. The label map goes back to the input grid by nearest neighbour; centroids are the
+7. The sacrum is extended below the tracked curve (bone connected to it in a midline
+   band, marrow filled per slice); its centroid stays that of the tracked part.
+   The label map goes back to the input grid by nearest neighbour; centroids are the
    vertebral-body centres (``verse.body.body_centroids``) mapped to input indices.
 
 Bad input gives an empty result with the reason (MR-like intensities, a slab thinner than
@@ -38,6 +43,64 @@ from . import anchors, discs, grid, labelling, separate, spine
 
 #: Thinner than this along any world axis, an image cannot show a vertebra with its discs.
 MIN_EXTENT_MM = 30.0
+
+
+#: A caudal-end piece shorter than this (mm) below a segment flanked by the iliac wings is
+#: part of the sacrum (an intra-sacral edge, S1/S2 remnant), not a vertebra of its own.
+SACRAL_SLIVER_MM = 15.0
+#: Median midline bone area (mm² per slice) above which the top piece of the curve is skull.
+SKULL_PIECE_MM2 = 3000.0
+
+
+def _merge_sacral_sliver(bone, curves, prof, segs, disc_idx, s):
+    """Drop the last "disc" when it only cuts the sacrum's caudal end off: the last piece
+    (no disc below) is short, or lies below the iliac wings while the piece above it is
+    flanked by them (lower sacrum and coccyx below S1-S2)."""
+    if len(segs) < 2 or segs[-1].caudal_disc or not disc_idx or disc_idx[-1] != segs[-1].start:
+        return segs, disc_idx
+    f = anchors.segment_features(bone, curves, prof, segs[-2:], s)
+    if f[0].ilium < 0.3:
+        return segs, disc_idx
+    short = (segs[-1].end - segs[-1].start) * discs.STEP_MM < SACRAL_SLIVER_MM
+    if not short and f[1].ilium >= 0.3:
+        return segs, disc_idx  # L5 (or L6) beside the iliac crest above the sacrum
+    disc_idx = list(disc_idx[:-1])
+    return separate.segments_from_discs(len(prof.hu), disc_idx), disc_idx
+
+
+#: Half-width (mm, right-left) and antero-posterior half-depth of the band around the canal
+#: in which bone below the tracked curve is flooded into the sacrum.
+SACRUM_BAND_MM = (50.0, 60.0)
+
+
+def _extend_sacrum(lab, k, hu, curves, s):
+    """The body curve stops near S1-S2; the lower sacrum and coccyx lie below it. Flood
+    bone (marrow included) below the sacrum label that is connected to it within a
+    midline band (the iliac wings and femoral heads lie outside it), in place."""
+    from scipy import ndimage
+
+    zs = np.nonzero((lab == k).any(axis=(0, 1)))[0]
+    if zs.size == 0:
+        return
+    ztop = int(zs.min()) + max(1, int(10 / s))  # overlap the sacrum's lowest slices
+    cx, cy = curves.canal[curves.z_lo]
+    nx, ny, _ = lab.shape
+    x0, x1 = int(max(0, cx - SACRUM_BAND_MM[0] / s)), int(min(nx, cx + SACRUM_BAND_MM[0] / s + 1))
+    y0, y1 = int(max(0, cy - SACRUM_BAND_MM[1] / s)), int(min(ny, cy + SACRUM_BAND_MM[1] / s + 1))
+    sub_lab = lab[x0:x1, y0:y1, :ztop]
+    cand = (hu[x0:x1, y0:y1, :ztop] > spine.BODY_BONE_HU) & ((sub_lab == 0) | (sub_lab == k))
+    cand = ndimage.binary_closing(cand, iterations=1)
+    # fatty sacral marrow is below bone HU: fill each axial slice's cortical rings
+    plane = np.zeros((3, 3, 3), bool)
+    plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+    cand = ndimage.binary_fill_holes(cand, structure=plane)
+    cand &= (sub_lab == 0) | (sub_lab == k)
+    comp, n = ndimage.label(cand)
+    if n == 0:
+        return
+    ids = np.unique(comp[(sub_lab == k) & (comp > 0)])
+    grow = np.isin(comp, ids[ids > 0]) & (sub_lab == 0)
+    sub_lab[grow] = k
 
 
 class ClassicalEngine(Engine):
@@ -96,11 +159,22 @@ class ClassicalEngine(Engine):
         centres = discs.detect_centres(edge, level)
         disc_idx = discs.discs_from_centres(edge, centres)
         segs = separate.segments_from_discs(len(prof.hu), disc_idx)
+        segs, disc_idx = _merge_sacral_sliver(bone, curves, prof, segs, disc_idx, s)
         if not segs:
             return self._empty(ct, notes + ["no vertebra found along the spine curve (no disc-bounded segment)"], t)
         step(0.5, "separating vertebrae", "discs")
         lab = separate.separate(hu, filled, curves, prof, segs, s, disc_idx, spine.BONE_HU)
         step(0.75, "anchors and labels", "separate")
+        # the curve may run into the skull base: a huge top piece without a disc above is
+        # the occiput, not a vertebra (then it anchors C1 below it)
+        skull_piece = 0.0
+        if len(segs) >= 3 and not segs[0].cranial_disc:
+            top_area = anchors.top_segment_bone_mm2(bone, curves, prof, segs[0], s)
+            if top_area >= SKULL_PIECE_MM2:
+                skull_piece = top_area
+                segs = segs[1:]
+                lab = np.where(lab > 1, lab - 1, 0).astype(lab.dtype)
+                notes.append(f"top piece of the curve is skull base ({top_area:.0f} mm² of bone per slice): not a vertebra")
         feats = anchors.segment_features(bone, curves, prof, segs, s)
         ribs = anchors.attached_ribs(bone, lab, curves, s, len(segs))
         for f, (right, left) in zip(feats, ribs):
@@ -113,6 +187,8 @@ class ClassicalEngine(Engine):
         for f in feats[:max(ribbed) + 1] if ribbed else []:
             f.ilium = 0.0
         skull = anchors.skull_above(bone, curves, prof, s)
+        if skull_piece:
+            skull = max(skull, skull_piece)
         try:
             result = labelling.label_segments(feats, segs[-1].caudal_disc, skull)
         except labelling.LabellingError as exc:
@@ -120,6 +196,12 @@ class ClassicalEngine(Engine):
         notes += result.notes
         # kept for inspection (debugging scripts, the benchmark's per-vertebra report)
         self.last_debug = {"features": feats, "values": result.values, "skull_mm2": skull}
+        sacrum_core = None
+        if result.values and result.values[-1] == SACRUM and not segs[-1].caudal_disc:
+            sacrum_core = np.zeros(len(segs) + 2, dtype=np.uint8)  # centroid from the tracked (S1-S2) part
+            sacrum_core[1:len(result.values) + 1] = result.values
+            sacrum_core = sacrum_core[lab]
+            _extend_sacrum(lab, len(segs), hu, curves, s)
         del bone, filled
         # working labels -> VerSe values
         lut = np.zeros(len(segs) + 2, dtype=np.uint8)
@@ -139,6 +221,10 @@ class ClassicalEngine(Engine):
         from ..postprocess import mask_centroids
 
         cents_work = mask_centroids(work_mask, work.with_array(hu))
+        if sacrum_core is not None:
+            core = Image(sacrum_core, work.affine, "mask before the sacrum extension")
+            cents_work.update({v: p for v, p in mask_centroids(core, work.with_array(hu)).items() if v == SACRUM})
+        del sacrum_core
         centroids = {v: grid.working_to_input_ijk(p, work.affine, ct) for v, p in cents_work.items()}
         out = grid.labels_to_input(work_mask.array, work.affine, ct)
         mask = ct.with_array(out)

@@ -103,6 +103,23 @@ def skull_above(bone: np.ndarray, curves: SpineCurves, profile: Profile, s: floa
     return best
 
 
+def top_segment_bone_mm2(bone: np.ndarray, curves: SpineCurves, profile: Profile, seg: Segment, s: float) -> float:
+    """Median bone area (mm²) near the midline over the central slices of ``seg``: a skull
+    piece caught at the top of the curve is far larger than any vertebra (> 2500 mm²)."""
+    nx, ny, nz = bone.shape
+    zs_f = profile.points[seg.start:seg.end + 1, 2]
+    za, zb = int(np.floor(zs_f.min())), int(np.ceil(zs_f.max()))
+    shrink = int(0.2 * (zb - za))
+    areas = []
+    for z in range(max(0, za + shrink), min(nz, zb - shrink + 1)):
+        zc = min(max(z, curves.z_lo), curves.z_hi)
+        cx, cy = curves.canal[zc]
+        x0, x1 = int(max(0, cx - 50 / s)), int(min(nx, cx + 50 / s))
+        y0, y1 = int(max(0, cy - 80 / s)), int(min(ny, cy + 80 / s))
+        areas.append(float(bone[x0:x1, y0:y1, z].sum()) * s * s)
+    return float(np.median(areas)) if areas else 0.0
+
+
 #: A bone piece counts as a rib when it reaches this far (mm) from the canal axis...
 RIB_REACH_MM = 40.0
 #: ...and is smaller than this (ml): bigger pieces are pelvis, scapula or sternum-rib cages.
