@@ -476,6 +476,12 @@ def save_nifti(image: Image, path: str | os.PathLike, overwrite: bool = False, d
     return path
 
 
+def window_hu(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """CT values in HU -> float32 in 0..1 on the window [low, high] (clipped outside)."""
+    out = (np.asarray(values, dtype=np.float32) - np.float32(low)) / np.float32(high - low)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
 def check_ct_intensities(image: Image) -> list[str]:
     """Warnings (possibly none) when the values do not look like CT Hounsfield units."""
     arr = image.array

@@ -136,8 +136,9 @@ def make_engine(name: str, **options) -> Engine:
 # ----------------------------------------------------------------------------------
 def bone_window(hu: np.ndarray, low: float = BONE_WINDOW_HU[0], high: float = BONE_WINDOW_HU[1]) -> np.ndarray:
     """CT values in HU -> float32 in 0..1 on a bone window (clipped outside [low, high])."""
-    out = (np.asarray(hu, dtype=np.float32) - np.float32(low)) / np.float32(high - low)
-    return np.clip(out, 0.0, 1.0, out=out)
+    from ..image import window_hu
+
+    return window_hu(hu, low, high)
 
 
 def clip_box(lo, hi, shape) -> Box:

@@ -257,6 +257,19 @@ def _check_inside(path: Path, image: Image, out: CentroidCheck) -> None:
         )
 
 
+def centroids_to_world(grid: Image, centroids_ijk: dict, what: str = "centroids") -> dict[int, np.ndarray]:
+    """Vertebra centroids, voxel (i, j, k) on ``grid`` -> RAS mm. NaN entries and
+    non-vertebra values are skipped (as VerSe readers do); a malformed point raises."""
+    out: dict[int, np.ndarray] = {}
+    for value, ijk in centroids_ijk.items():
+        ijk = np.asarray(ijk, dtype=np.float64)
+        if ijk.shape != (3,):
+            raise SpineLabelInputError(grid.source, f"{what}: centroid of label {value} has shape {ijk.shape}, expected (3,)")
+        if labels.is_vertebra(int(value)) and np.all(np.isfinite(ijk)):
+            out[int(value)] = grid.index_to_world(ijk)
+    return out
+
+
 def distance_outside_grid_mm(image: Image, ijk) -> float:
     """World distance (mm) from voxel index (i, j, k) to the image's box (0 when inside).
 

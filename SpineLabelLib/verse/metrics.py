@@ -67,6 +67,7 @@ import numpy as np
 from .. import labels as lab
 from ..errors import SpineLabelInputError
 from ..image import Image
+from .centroids_json import centroids_to_world
 
 #: Identification threshold of the VerSe challenge, world mm.
 ID_THRESHOLD_MM = 20.0
@@ -197,8 +198,8 @@ def evaluate_case(
             gt_centroids_ijk = body_centroids(gt_mask)
         if pred_centroids_ijk is None:
             pred_centroids_ijk = body_centroids(pred_mask)
-    gt_world = _centroids_world(gt_mask, gt_centroids_ijk, "ground-truth centroids")
-    pred_world = _centroids_world(pred_mask, pred_centroids_ijk, "predicted centroids")
+    gt_world = centroids_to_world(gt_mask, gt_centroids_ijk, "ground-truth centroids")
+    pred_world = centroids_to_world(pred_mask, pred_centroids_ijk, "predicted centroids")
 
     gt_boxes = _label_boxes(gt_arr)
     pred_boxes = _label_boxes(pred_arr)
@@ -265,18 +266,6 @@ def _vertebra_array(mask: Image, what: str) -> np.ndarray:
     top = max(lab.VERSE_VALUES)
     in_range = (arr >= 0) & (arr <= top)
     return np.where(in_range, lut[np.where(in_range, arr, 0)], 0).astype(np.uint8)
-
-
-def _centroids_world(mask: Image, centroids_ijk: dict, what: str) -> dict[int, np.ndarray]:
-    """Vertebra centroids (voxel i, j, k on ``mask``'s grid) -> RAS mm; NaN and non-vertebra skipped."""
-    out: dict[int, np.ndarray] = {}
-    for value, ijk in centroids_ijk.items():
-        ijk = np.asarray(ijk, dtype=np.float64)
-        if ijk.shape != (3,):
-            raise SpineLabelInputError(mask.source, f"{what}: centroid of label {value} has shape {ijk.shape}, expected (3,)")
-        if lab.is_vertebra(int(value)) and np.all(np.isfinite(ijk)):
-            out[int(value)] = mask.index_to_world(ijk)
-    return out
 
 
 def _label_boxes(arr: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:

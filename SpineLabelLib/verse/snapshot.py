@@ -34,7 +34,8 @@ import numpy as np
 
 from .. import labels as lab
 from ..fileio import atomic_output
-from ..image import Image, reorient, resample_to_grid
+from ..image import Image, reorient, resample_to_grid, window_hu
+from .centroids_json import centroids_to_world
 
 #: Window (HU) of the projection panel: clipped, scaled to 0..1, averaged over the slab.
 PROJECTION_WINDOW_HU = (-200.0, 1200.0)
@@ -79,7 +80,7 @@ def render_snapshot(ct: Image, mask: Image | None = None, centroids_ijk: dict | 
     """
     if mask is not None:
         ct.require_same_grid(mask, "mask")
-    centroids_world = _centroids_world(ct, centroids_ijk)
+    centroids_world = centroids_to_world(ct, centroids_ijk or {})
     # Exact reorientation first: the same anatomy stored as LPS, PIR, ... becomes the same
     # array, so interpolation below sees identical input and renders identical pixels.
     ct_ras = reorient(Image(ct.array.astype(np.float32, copy=False), ct.affine, ct.source))
@@ -91,8 +92,8 @@ def render_snapshot(ct: Image, mask: Image | None = None, centroids_ijk: dict | 
     panel1 = _draw_centroids(_gray_rgb(projection), centroids_world, frame)
     sag_ct, sag_mask = _slice(ct_ras, mask_ras, frame, "sagittal", spine[0])
     cor_ct, cor_mask = _slice(ct_ras, mask_ras, frame, "coronal", spine[1])
-    panel2 = _overlay(_gray_rgb(_window(sag_ct, SLICE_WINDOW_HU)), sag_mask)
-    panel3 = _overlay(_gray_rgb(_window(cor_ct, SLICE_WINDOW_HU)), cor_mask)
+    panel2 = _overlay(_gray_rgb(window_hu(sag_ct, *SLICE_WINDOW_HU)), sag_mask)
+    panel3 = _overlay(_gray_rgb(window_hu(cor_ct, *SLICE_WINDOW_HU)), cor_mask)
 
     gap = np.empty((panel1.shape[0], GAP_PX, 3), dtype=np.uint8)
     gap[...] = GAP_COLOR
@@ -119,16 +120,6 @@ def save_snapshot(
 # ----------------------------------------------------------------------------------
 # geometry
 # ----------------------------------------------------------------------------------
-def _centroids_world(ct: Image, centroids_ijk: dict | None) -> dict[int, np.ndarray]:
-    """Vertebra centroids (voxel i, j, k on ``ct``'s grid) -> RAS mm, skipping NaN/non-vertebra."""
-    out: dict[int, np.ndarray] = {}
-    for value, ijk in (centroids_ijk or {}).items():
-        ijk = np.asarray(ijk, dtype=np.float64).reshape(3)
-        if lab.is_vertebra(int(value)) and np.all(np.isfinite(ijk)):
-            out[int(value)] = ct.index_to_world(ijk)
-    return out
-
-
 def _display_frame(ct: Image) -> _Frame:
     """World bounds of the voxel centres and a square pixel size for the panels."""
     corners = np.array([[i, j, k] for i in (0, ct.shape[0] - 1) for j in (0, ct.shape[1] - 1) for k in (0, ct.shape[2] - 1)])
@@ -192,12 +183,6 @@ def _world_to_pixel(frame: _Frame, ras: np.ndarray) -> tuple[float, float]:
 # ----------------------------------------------------------------------------------
 # panels
 # ----------------------------------------------------------------------------------
-def _window(values: np.ndarray, window: tuple[float, float]) -> np.ndarray:
-    """HU -> 0..1 in the window (clipped)."""
-    lo, hi = window
-    return np.clip((values - lo) / (hi - lo), 0.0, 1.0)
-
-
 def _sagittal_projection(ct: Image, frame: _Frame, x_mid: float) -> np.ndarray:
     """Radiograph-like lateral view: mean of the windowed CT over a slab around ``x_mid``.
 
@@ -224,7 +209,7 @@ def _resampled_slab_mean(ct: Image, frame: _Frame, x0: float, x1: float) -> np.n
     depth = x0 + step * np.arange(int(np.floor((x1 - x0) / step)) + 1)
     shape, affine = _panel_grid(frame, "sagittal", depth)
     slab = resample_to_grid(ct, shape, affine, order=1).array
-    return _window(slab, PROJECTION_WINDOW_HU).mean(axis=2)
+    return window_hu(slab, *PROJECTION_WINDOW_HU).mean(axis=2)
 
 
 def _aligned_slab_mean(ct: Image, frame: _Frame, x0: float, x1: float) -> np.ndarray:
@@ -234,7 +219,7 @@ def _aligned_slab_mean(ct: Image, frame: _Frame, x0: float, x1: float) -> np.nda
     sx = ct.spacing[0]
     i0 = int(np.clip(np.ceil((x0 - ct.origin[0]) / sx - 1e-6), 0, ct.shape[0] - 1))
     i1 = int(np.clip(np.floor((x1 - ct.origin[0]) / sx + 1e-6), i0, ct.shape[0] - 1))
-    plane = _window(ct.array[i0 : i1 + 1].astype(np.float32, copy=False), PROJECTION_WINDOW_HU).mean(axis=0)  # (j, k)
+    plane = window_hu(ct.array[i0 : i1 + 1], *PROJECTION_WINDOW_HU).mean(axis=0)  # (j, k)
     rows = frame.hi[2] - frame.px * np.arange(frame.count(2))
     cols = frame.hi[1] - frame.px * np.arange(frame.count(1))
     j = (cols - ct.origin[1]) / ct.spacing[1]
