@@ -1526,4 +1526,15 @@ def phantom_suite() -> list[PhantomSpec]:
         S(name="cut-caudal-LPS", first="T6", last="L2", cut_caudal_mm=15.0, spacing=(1.0, 1.0, 2.0), axcodes=("L", "P", "S"), seed=26),
         S(name="noise-free", first="L1", last="L5", noise_hu=0.0, spacing=(1.0, 1.0, 1.0), seed=27),
         S(name="noisy-low-dose", first="T10", last="sacrum", noise_hu=80.0, spacing=(1.0, 1.0, 3.0), seed=28),
+        # anomalies with both anchors in view (the cervicothoracic transition above, the
+        # sacrum or the lumbar end below): identifiable from the image, unlike the crops above
+        # (a T13 spine seen from T9 down shows what a normal one seen from T8 shows)
+        S(name="t13-C6-sacrum", first="C6", last="sacrum", t13=True, spacing=(2.0, 2.0, 2.0), seed=29),
+        S(name="missing-rib12-C6-sacrum-LPS", first="C6", last="sacrum", missing_rib12=True, spacing=(2.0, 2.0, 2.5),
+          axcodes=("L", "P", "S"), seed=30),
+        S(name="t13-l6-C6-sacrum", first="C6", last="sacrum", t13=True, l6=True, spacing=(2.0, 2.0, 2.0), seed=31),
+        S(name="t13-missing-rib12-C7-L5", first="C7", last="L5", t13=True, missing_rib12=True, spacing=(1.5, 1.5, 2.0),
+          seed=32),
+        S(name="l6-C6-sacrum-RPI", first="C6", last="sacrum", l6=True, spacing=(2.0, 2.0, 2.0), axcodes=("R", "P", "I"),
+          seed=33),
     ]

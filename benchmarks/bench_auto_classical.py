@@ -27,6 +27,18 @@ def per_vertebra_correct(m, res):
     return out
 
 
+#: Text the engine puts in a vertebra's reasons when its label rests on the priors alone.
+GUESS_TEXT = "a guess"
+
+
+def cranial_anchor_in_view(spec) -> bool:
+    """Whether the phantom's field of view holds a cranial anchor: the skull base or the
+    cervicothoracic transition (non-rib-bearing cervical vertebrae above T1). Only then,
+    with the sacrum or the lumbar spine below the last rib, can T13 / L6 / a missing 12th
+    rib be told from the image (counting from both ends)."""
+    return spec.first.startswith("C")
+
+
 def main():
     print(f"machine: {machine()}; date {time.strftime('%Y-%m-%d %H:%M')}")
     import os
@@ -49,9 +61,13 @@ def main():
         from SpineLabelLib.synthetic import make_phantom, phantom_suite
 
         ids, anomalies = [], []
+        identifiable, ambiguous, flagged = [], [], []
+        ids_decidable = []  # id.rate of the cases other than the anomalies without a cranial anchor
         print("| phantom | id.rate | Dice | time (s) |")
         print("|---|---|---|---|")
         for spec in phantom_suite():
+            anomaly = spec.t13 or spec.l6 or spec.missing_rib12
+            decidable = not (anomaly and not cranial_anchor_in_view(spec))
             ph = make_phantom(spec)
             t = time.perf_counter()
             try:
@@ -59,20 +75,45 @@ def main():
             except Exception as exc:  # noqa: BLE001 - the benchmark records crashes
                 print(f"| {spec.name} | CRASH {exc!r} | | |")
                 ids.append(0.0)
+                ids_decidable += [0.0] if decidable else []
                 continue
             el = time.perf_counter() - t
             m = evaluate_case(ph.mask, res.mask, ph.centroids_ijk, res.centroids_ijk)
             ids.append(m.id_rate or 0.0)
             pairs += per_vertebra_correct(m, res)
-            if spec.t13 or spec.l6 or spec.missing_rib12:
+            if decidable:
+                ids_decidable.append(m.id_rate or 0.0)
+            if anomaly:
                 anomalies.append(m.id_rate == 1.0)
+                if cranial_anchor_in_view(spec):
+                    identifiable.append((spec.name, m.id_rate == 1.0))
+                else:
+                    # flagged as a guess: the engine says so (guess reason, confidence < 0.5)
+                    # on the levels it could not settle, and every vertebra it got wrong is among them
+                    guess = {v for v, r in res.reasons.items() if any(GUESS_TEXT in x for x in r)}
+                    wrong = {vm.label for vm in m.per_vertebra if vm.in_pred and vm.identified is False}
+                    ok = bool(guess) and all(res.confidence[v] < 0.5 for v in guess) and \
+                        all(v in guess and res.confidence.get(v, 0.0) < 0.5 for v in wrong if v in res.confidence)
+                    ambiguous.append((spec.name, m.id_rate == 1.0))
+                    flagged.append(ok)
             print(f"| {spec.name} | {m.id_rate:.2f} | {m.dice_mean:.2f} | {el:.1f} |")
         print(f"suite mean id.rate {np.mean(ids):.3f} over {len(ids)} cases; anomaly cases fully right "
               f"{sum(anomalies)}/{len(anomalies)}")
+        print(f"suite mean id.rate without the anomaly cases that have no cranial anchor (which the image cannot "
+              f"settle) {np.mean(ids_decidable):.3f} over {len(ids_decidable)} cases")
+        print(f"anomaly cases identifiable (cranial and caudal anchors in view) fully right "
+              f"{sum(ok for _, ok in identifiable)}/{len(identifiable)}: "
+              + ", ".join(f"{n} {'ok' if ok else 'WRONG'}" for n, ok in identifiable))
+        print(f"anomaly cases not identifiable from the image (no cranial anchor) fully right "
+              f"{sum(ok for _, ok in ambiguous)}/{len(ambiguous)}, flagged as guesses (confidence < 0.5 and the "
+              f"guess reason on the unsettled levels, every wrong vertebra among them) {sum(flagged)}/{len(flagged)}: "
+              + ", ".join(f"{n} {'ok' if ok else 'wrong'}/{'flagged' if fl else 'NOT flagged'}"
+                          for (n, ok), fl in zip(ambiguous, flagged)))
     lo = [ok for c, ok in pairs if c < 0.5]
     hi = [ok for c, ok in pairs if c >= 0.5]
     err = lambda xs: (1 - np.mean(xs)) if xs else float("nan")  # noqa: E731
-    print(f"confidence honesty: {len(lo)} vertebrae < 0.5 wrong {err(lo):.2f}; {len(hi)} >= 0.5 wrong {err(hi):.2f}")
+    print(f"confidence honesty: {len(lo)} vertebrae < 0.5 wrong {err(lo):.2f}; {len(hi)} >= 0.5 wrong {err(hi):.2f} "
+          f"(low-confidence ones wrong {err(lo) - err(hi):+.2f} more often)")
     print(f"peak RSS {peak_rss_mb():.0f} MB; load average at end: {os.getloadavg()}")
 
 

@@ -125,6 +125,11 @@ RIB_REACH_MM = 40.0
 #: ...and is smaller than this (ml): bigger pieces are pelvis, scapula or sternum-rib cages.
 RIB_MAX_ML = 60.0
 RIB_MIN_ML = 0.15
+#: A vertebra's own label reaching this far (mm) from the canal axis on BOTH sides, with at
+#: least LABEL_RIB_ML (ml) per side out there, holds its rib pair (transverse processes end
+#: before ~50 mm; iliac bone leaking into the sacrum's label is one-sided).
+LABEL_RIB_MM = 50.0
+LABEL_RIB_ML = 0.5
 
 
 def attached_ribs(bone: np.ndarray, lab: np.ndarray, curves: SpineCurves, s: float, n_seg: int) -> np.ndarray:
@@ -137,7 +142,9 @@ def attached_ribs(bone: np.ndarray, lab: np.ndarray, curves: SpineCurves, s: flo
     +R, +A, +S, ``s`` mm voxels) is split into connected pieces; a piece reaching
     ``RIB_REACH_MM`` from the canal axis and of rib size is a rib, assigned on its side
     to the vertebra it touches most (a rib head touches two bodies and one transverse
-    process; the most contact is its own vertebra's transverse process and body).
+    process; the most contact is its own vertebra's transverse process and body). A rib
+    pair the separation flooded into its vertebra's own label (the short first rib) shows
+    as that label reaching beyond ``LABEL_RIB_MM`` on both sides.
     """
     out = np.zeros((n_seg, 2), dtype=bool)
     if n_seg == 0 or not lab.any():
@@ -149,6 +156,11 @@ def attached_ribs(bone: np.ndarray, lab: np.ndarray, curves: SpineCurves, s: flo
     box = tuple(slice(max(0, b.start - (pad if a < 2 else 2)), min(lab.shape[a], b.stop + (pad if a < 2 else 2)))
                 for a, b in enumerate(box))
     L = lab[box]
+    zs = np.arange(box[2].start, box[2].stop)
+    zc = np.clip(zs, curves.z_lo, curves.z_hi)
+    cx = curves.canal[zc, 0]
+    xs = np.arange(box[0].start, box[0].stop)
+    out[_ribs_inside_labels(L, xs, cx, s, n_seg)] = True
     other = bone[box] & (L == 0)
     comp, n = ndimage.label(other, structure=np.ones((3, 3, 3), bool))
     if n == 0:
@@ -166,10 +178,6 @@ def attached_ribs(bone: np.ndarray, lab: np.ndarray, curves: SpineCurves, s: flo
             m[tuple(sl)] = False
             np.add.at(contact, (a[m], L[m].astype(np.int64)), 1)
     # reach: farthest lateral distance from the canal axis of each component
-    zs = np.arange(box[2].start, box[2].stop)
-    zc = np.clip(zs, curves.z_lo, curves.z_hi)
-    cx = curves.canal[zc, 0]
-    xs = np.arange(box[0].start, box[0].stop)
     reach = np.zeros(n + 1)
     side_sum = np.zeros(n + 1)
     idx = np.nonzero(comp)
@@ -186,3 +194,18 @@ def attached_ribs(bone: np.ndarray, lab: np.ndarray, curves: SpineCurves, s: flo
         k = int(np.argmax(row))
         out[k, 0 if side_sum[c] > 0 else 1] = True
     return out
+
+
+def _ribs_inside_labels(L: np.ndarray, xs: np.ndarray, cx: np.ndarray, s: float, n_seg: int) -> np.ndarray:
+    """(n_seg,) bool: vertebra labels (1..n_seg in ``L``, a box whose x indices are ``xs``
+    and whose slices have the canal at x = ``cx``) that hold a rib pair. A short rib (the
+    first rib arcs within ~60 mm of the canal) may be flooded into its own vertebra's label
+    by the separation; then the label reaches beyond any transverse process on both sides."""
+    dx = (xs[:, None] - cx[None, :]) * s  # (x, z) lateral offset from the canal axis, mm
+
+    def volume_ml(far: np.ndarray) -> np.ndarray:
+        sel = (L > 0) & far[:, None, :]
+        return np.bincount(L[sel].astype(np.int64), minlength=n_seg + 1)[1:n_seg + 1] * s ** 3 / 1000.0
+
+    right, left = volume_ml(dx >= LABEL_RIB_MM), volume_ml(dx <= -LABEL_RIB_MM)
+    return (np.minimum(right, left) >= LABEL_RIB_ML) & (np.maximum(right, left) <= RIB_MAX_ML)

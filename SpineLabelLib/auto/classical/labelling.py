@@ -13,9 +13,19 @@ scored by the evidence:
   (a weak cue, scaled to the patient);
 * priors: T13 and L6 each in ~6% of spines, a missing 12th rib in ~4%.
 
-The posterior over hypotheses gives each vertebra's confidence: the probability mass of
-the hypotheses that give it the same label. A view without any anchor keeps a spread
-posterior, so its labels come out with low confidence ("labelled from sizes: a guess").
+The labels are those of the best hypothesis (evidence and priors). The posterior over
+hypotheses gives each vertebra's confidence: the probability mass of the hypotheses that
+give it the same label.
+
+Saying when it is guessing: the anatomical variants are only told apart by counting from
+BOTH ends, a cranial anchor (the skull base above C1, or the cervicothoracic transition:
+the first rib-bearing vertebra below non-rib-bearing ones is T1) and a caudal one (the
+sacrum, or the last rib-bearing vertebra). A T13 spine seen from T9 to the sacrum shows
+exactly what a normal spine seen from T8 shows; there the priors alone pick "normal". So a
+second, image-only posterior (the variants at even odds, i.e. without the population
+priors) is computed; a level whose label the image alone does not settle (< 67% of that
+posterior: odds under 2:1) is a guess: its confidence is held below 0.5 and its reasons
+say which variant cannot be excluded. A view without any anchor is a guess throughout.
 """
 from __future__ import annotations
 
@@ -38,6 +48,12 @@ PRIOR_T13, PRIOR_L6, PRIOR_MISSING_RIB12 = 0.06, 0.06, 0.04
 SKULL_MM2 = 2500.0
 PITCH_SIGMA = 0.14
 RIB_WEIGHT = 1.6
+#: A level is decided by the image when the hypotheses giving it its label hold at least
+#: this share of the image-only posterior (anatomical variants at even odds; 2:1 odds)
+IMAGE_DECIDES = 0.67
+#: ...otherwise its label rests on the priors (the commonest anatomy): a guess, reported
+#: with at most this confidence (below 0.5, so a reviewer filtering on 0.5 sees it).
+GUESS_MAX = 0.45
 
 
 class LabellingError(Exception):
@@ -50,7 +66,16 @@ class Hypothesis:
     t13: bool
     l6: bool
     missing_rib12: bool
-    score: float = 0.0
+    image: float = 0.0  # log-likelihood of the image evidence
+    prior: float = 0.0  # log prior of the anatomical variant
+
+    @property
+    def score(self) -> float:
+        return self.image + self.prior
+
+    def variant(self) -> list[str]:
+        return (["T13"] if self.t13 else []) + (["L6"] if self.l6 else []) + \
+            (["a missing 12th rib"] if self.missing_rib12 else [])
 
 
 @dataclass
@@ -75,7 +100,9 @@ def _is_thoracic(name: str) -> bool:
 def _sacrum_probability(feats: list[SegmentFeatures], last_has_caudal_disc: bool) -> float:
     f = feats[-1]
     if last_has_caudal_disc:
-        return 0.02
+        # a long piece flanked by the iliac wings with an edge below it is the sacrum cut
+        # at an intra-sacral (S1/S2) edge as often as L5 beside the iliac crest
+        return 0.4 if f.ilium >= 0.3 and f.length_mm >= 25.0 else 0.02
     if f.ilium >= 0.3 and f.length_mm >= 25.0:
         return 0.95
     if f.ilium >= 0.3:
@@ -84,6 +111,8 @@ def _sacrum_probability(feats: list[SegmentFeatures], last_has_caudal_disc: bool
 
 
 def label_segments(feats: list[SegmentFeatures], last_has_caudal_disc: bool, skull_mm2: float) -> Labelling:
+    """Labels, confidences and reasons for the segments ``feats`` (head to feet), given
+    whether the caudal-most one has a disc below it and the bone area above the top one."""
     n = len(feats)
     p_sacrum = _sacrum_probability(feats, last_has_caudal_disc)
     skull = skull_mm2 >= SKULL_MM2
@@ -97,36 +126,119 @@ def label_segments(feats: list[SegmentFeatures], last_has_caudal_disc: bool, sku
                     if mr and "T12" not in names:
                         continue  # a missing rib out of view changes nothing: counted once
                     h = Hypothesis(names, t13, l6, mr)
-                    h.score = _score(h, feats, p_sacrum, skull)
+                    h.image = _image_score(h, feats, p_sacrum, skull)
+                    h.prior = _prior_score(h)
                     hyps.append(h)
     if not hyps:
         raise LabellingError(f"{n} segments found along the spine, more than any spine has: disc detection "
                              "over-segmented; no consistent labelling")
-    scores = np.array([h.score for h in hyps])
-    post = np.exp(scores - scores.max())
-    post /= post.sum()
-    best = hyps[int(np.argmax(scores))]
-    values, conf, reasons = [], [], []
+    post = _normalised([h.score for h in hyps])
+    post_image = _normalised([h.image for h in hyps])  # the variants at even odds
+    best = hyps[int(np.argmax(post))]
+    anchored = _anchors_in_view(best, feats, p_sacrum, skull)
+    cranial = _cranial_anchor(feats, skull)
+    values, conf, reasons, guessed = [], [], [], []
     for i in range(n):
-        mass: dict[str, float] = {}
-        for h, p in zip(hyps, post):
-            mass[h.names[i]] = mass.get(h.names[i], 0.0) + float(p)
         name = best.names[i]
+        mass = _label_mass(hyps, post, i)
+        mass_image = _label_mass(hyps, post_image, i)
         values.append(L.value_of(name))
-        conf.append(mass[name])
+        c, why = mass[name], []
+        if not anchored:
+            c = min(c, mass_image[name], GUESS_MAX)  # _explain says why: no anchor at all
+        elif mass_image[name] < IMAGE_DECIDES:
+            c = min(c, mass_image[name], GUESS_MAX)
+            guessed.append(i)
+            why.append(_guess_reason(best, hyps, post_image, i, cranial))
         alt = sorted(((m, k) for k, m in mass.items() if k != name), reverse=True)
-        why = [f"label probability {mass[name]:.2f}" + (f" (next: {alt[0][1]} {alt[0][0]:.2f})" if alt and alt[0][0] > 0.01 else "")]
-        reasons.append(why)
-    notes = _explain(best, feats, p_sacrum, skull, reasons)
+        head = f"label probability {c:.2f}"
+        if c < mass[name] - 0.005:
+            head += f" (a guess; {mass[name]:.2f} with the population priors)"
+        elif alt and alt[0][0] > 0.01:
+            head += f" (next: {alt[0][1]} {alt[0][0]:.2f})"
+        conf.append(c)
+        reasons.append([head] + why)
+    notes = _explain(best, feats, p_sacrum, skull, reasons, cranial)
+    if guessed:
+        notes.append(f"{_runs([best.names[i] for i in guessed], guessed)} labelled by a guess (confidence < 0.5): " +
+                     ("no cranial anchor in view (skull base or cervicothoracic transition), so "
+                      "T13 / a missing 12th rib / L6 cannot be excluded" if not cranial else
+                      "the image does not settle the count"))
     return Labelling(values, conf, reasons, notes)
 
 
-def _score(h: Hypothesis, feats: list[SegmentFeatures], p_sacrum: float, skull: bool) -> float:
-    sc = 0.0
-    sc += math.log(PRIOR_T13) if h.t13 else math.log(1 - PRIOR_T13)
+def _runs(names: list[str], idx: list[int]) -> str:
+    """"T7..T12, sacrum": consecutive segments joined into ranges."""
+    parts, start = [], 0
+    for k in range(1, len(idx) + 1):
+        if k == len(idx) or idx[k] != idx[k - 1] + 1:
+            parts.append(names[start] if k - 1 == start else f"{names[start]}..{names[k - 1]}")
+            start = k
+    return ", ".join(parts)
+
+
+def _normalised(scores) -> np.ndarray:
+    s = np.asarray(scores, dtype=float)
+    p = np.exp(s - s.max())
+    return p / p.sum()
+
+
+def _label_mass(hyps: list[Hypothesis], post: np.ndarray, i: int) -> dict[str, float]:
+    """Probability of each label for segment ``i``: the mass of the hypotheses giving it."""
+    mass: dict[str, float] = {}
+    for h, p in zip(hyps, post):
+        mass[h.names[i]] = mass.get(h.names[i], 0.0) + float(p)
+    return mass
+
+
+def _anchors_in_view(best: Hypothesis, feats, p_sacrum: float, skull: bool) -> bool:
+    """Sacrum, a rib-bearing vertebra or the skull base: something to count from."""
+    if (best.names[-1] == "sacrum" and p_sacrum > 0.5) or (skull and best.names[0] == "C1"):
+        return True
+    return any(f.rib >= 0.5 and f.ilium < 0.3 and nm != "sacrum" for nm, f in zip(best.names, feats))
+
+
+def _cranial_anchor(feats: list[SegmentFeatures], skull: bool) -> str | None:
+    """The skull base, or the cervicothoracic transition: the first rib-bearing segment
+    below a whole segment without ribs (T1 under C7)."""
+    if skull:
+        return "skull base"
+    for i, f in enumerate(feats):
+        if f.rib >= 0.5 and f.ilium < 0.3:
+            above = feats[i - 1] if i > 0 else None
+            if above is not None and above.rib < 0.5 and not above.at_fov_edge:
+                return "cervicothoracic transition"
+            return None
+    return None
+
+
+def _guess_reason(best: Hypothesis, hyps, post_image, i: int, cranial: str | None) -> str:
+    """Why the image does not settle segment ``i``: the likeliest (image only) hypothesis
+    that labels it differently, named by its anatomical variant."""
+    j = max((k for k, h in enumerate(hyps) if h.names[i] != best.names[i]), key=lambda k: post_image[k],
+            default=None)
+    if j is None:
+        return "the image does not settle this level; a guess"
+    alt = hyps[j]
+    differs = [v for v in alt.variant() if v not in best.variant()] or \
+              [f"no {v}" for v in best.variant() if v not in alt.variant()]
+    what = (" or ".join(differs) + " would make it " + alt.names[i]) if differs else \
+        f"the count could start one level off ({alt.names[i]})"
+    if cranial is None:
+        return f"no cranial anchor in view (skull base or cervicothoracic transition): {what}; a guess"
+    return f"the image does not settle this level: {what}; a guess"
+
+
+def _prior_score(h: Hypothesis) -> float:
+    sc = math.log(PRIOR_T13) if h.t13 else math.log(1 - PRIOR_T13)
     sc += math.log(PRIOR_L6) if h.l6 else math.log(1 - PRIOR_L6)
     if "T12" in h.names:
         sc += math.log(PRIOR_MISSING_RIB12) if h.missing_rib12 else math.log(1 - PRIOR_MISSING_RIB12)
+    return sc
+
+
+def _image_score(h: Hypothesis, feats: list[SegmentFeatures], p_sacrum: float, skull: bool) -> float:
+    sc = 0.0
     last = h.names[-1]
     sc += math.log(p_sacrum) if last == "sacrum" else math.log(1 - p_sacrum)
     if skull:
@@ -141,10 +253,15 @@ def _score(h: Hypothesis, feats: list[SegmentFeatures], p_sacrum: float, skull: 
             continue
         expect = _is_thoracic(name) and not (name == "T12" and h.missing_rib12)
         p = f.rib if expect else 1.0 - f.rib
-        w = RIB_WEIGHT * (0.5 if name in ("C7", "L1", "T1") else 1.0) * (0.6 if f.at_fov_edge else 1.0)
+        # the short first rib (often merged with its neighbours on real scans) and L1's
+        # long transverse processes are the least reliable rib evidence; a rib attached
+        # to C7 (a cervical rib, ~0.5% of people) is rare, so a rib-bearing vertebra
+        # under non-rib-bearing ones is T1 with full weight: the cervicothoracic anchor
+        w = RIB_WEIGHT * (0.5 if name in ("L1", "T1") else 1.0) * (0.6 if f.at_fov_edge else 1.0)
         sc += w * math.log(0.06 + 0.88 * p)
-    # pitch: fit one patient scale, penalise deviations
-    obs = [(f.pitch_mm, PITCH_MM[nm]) for nm, f in zip(h.names, feats) if f.pitch_mm and nm != "sacrum"]
+    # pitch: fit one patient scale, penalise deviations. C1 has no body and no disc
+    # below it (the atlanto-axial joint): its "pitch" is not comparable, left out
+    obs = [(f.pitch_mm, PITCH_MM[nm]) for nm, f in zip(h.names, feats) if f.pitch_mm and nm not in ("sacrum", "C1")]
     if obs:
         r = np.log([o / e for o, e in obs])
         scale = float(np.clip(np.median(r), -0.25, 0.25))
@@ -152,14 +269,18 @@ def _score(h: Hypothesis, feats: list[SegmentFeatures], p_sacrum: float, skull: 
     return sc
 
 
-def _explain(best: Hypothesis, feats, p_sacrum, skull, reasons) -> list[str]:
+def _explain(best: Hypothesis, feats, p_sacrum, skull, reasons, cranial: str | None = None) -> list[str]:
     names = best.names
     notes = []
     anchors = []
     if names[-1] == "sacrum" and p_sacrum > 0.5:
         anchors.append("sacrum")
         for r in reasons:
-            r.append("labelled by counting up from the sacrum")
+            r.append("labelled by counting up from the sacrum" +
+                     (f" and down from the {cranial}" if cranial else ""))
+    elif cranial:
+        for r in reasons:
+            r.append(f"labelled by counting down from the {cranial}")
     ribbed = [nm for nm, f in zip(names, feats) if f.rib >= 0.5 and nm != "sacrum" and f.ilium < 0.3]
     if ribbed:
         anchors.append("ribs")
