@@ -3,11 +3,14 @@ latency p95 <= 250 ms per click on lidc0001; zero voxels of other labels changed
 
 Start states: vertebrae of the synthetic suite and of the real cases in ../shared/data
 (TotalSegmentator labels mapped to VerSe as reference), corrupted as automatic output
-fails (merged with a neighbour, missing, leaking into a rib or disc, cut in half). Each
-run: the annotator clicks the interior of the largest error region until Dice >= 0.90 and
-at least 5 clicks were made, or 20 clicks.
+fails (merged with a neighbour, missing, leaking into a rib or disc, cut in half), and
+("auto" set) the weight-free automatic engine's own output for each vertebra (its labels
+matched to the reference first, the other vertebrae taken as corrected). Each run: the
+annotator clicks the interior of the largest error region until Dice >= 0.90 and at least
+5 clicks were made, or 20 clicks.
 
     .venv/bin/python benchmarks/bench_interactive_annotator.py [--methods geodesic,random_walker] [--quick]
+        [--sets synthetic,real,auto]
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from _common import DATA, machine, peak_rss_mb
 from SpineLabelLib import labels as L
 from SpineLabelLib.image import load_image
 from SpineLabelLib.interactive import open_session
-from SpineLabelLib.interactive.annotator import CORRUPTIONS, corrupt, simulate, summarize
+from SpineLabelLib.interactive.annotator import (CORRUPTIONS, corrupt, match_to_reference, simulate,
+                                                 start_from_proposal, summarize)
 from SpineLabelLib.synthetic import make_phantom, phantom_suite
 
 QUICK = ("default-T10-sacrum", "chest-0.7x2.5-LAS", "lumbar-IPL", "abdomen-3mm", "oblique-15", "fracture-L1",
@@ -38,29 +42,42 @@ def pick_labels(labelmap: np.ndarray, n: int = 2) -> list[int]:
     return [inner[i] for i in idx]
 
 
-def run_case(name, ct, gt, lab_values, method, runs, latencies=None):
+def corrupted_starts(ct, gt, lab_values):
     for lab in lab_values:
         for kind in CORRUPTIONS:
-            start = corrupt(gt, ct, lab, kind)
-            if start is None:
-                continue
-            session = open_session(ct, start, engine="classical", method=method)
-            r = simulate(session, gt, lab, kind, max_clicks=20, stop_at=0.90)
-            # keep clicking to 5 for Dice@5 when 0.90 came early
-            while len(r.clicks) < 5 and r.dice[-1] < 0.999:
-                more = simulate(session, gt, lab, kind, max_clicks=5 - len(r.clicks))
-                if not more.clicks:
-                    break
-                r.dice += more.dice[1:]
-                r.clicks += more.clicks
-                r.seconds += more.seconds
-                r.other_labels_changed += more.other_labels_changed
-            r.start = f"{name}:{L.name_of(lab)}:{kind}"
-            runs.append(r)
-            if latencies is not None:
-                latencies.extend(r.seconds)
-            print(f"  {r.start:55s} dice {' '.join(f'{d:.2f}' for d in r.dice[:6])} NoC@90 {r.noc(0.9):2d} "
-                  f"ms/click {1000 * np.mean(r.seconds) if r.seconds else 0:.0f} others {r.other_labels_changed}", flush=True)
+            yield lab, kind, corrupt(gt, ct, lab, kind)
+
+
+def proposal_starts(ct, gt, lab_values):
+    """Start states from the weight-free automatic engine's output (see the module doc)."""
+    from SpineLabelLib.auto.base import get_engine
+
+    matched = match_to_reference(get_engine("classical").segment(ct).mask, gt)
+    for lab in lab_values:
+        yield lab, "auto", start_from_proposal(gt, matched, lab)
+
+
+def run_case(name, ct, gt, starts, method, runs, latencies=None):
+    for lab, kind, start in starts:
+        if start is None:
+            continue
+        session = open_session(ct, start, engine="classical", method=method)
+        r = simulate(session, gt, lab, kind, max_clicks=20, stop_at=0.90)
+        # keep clicking to 5 for Dice@5 when 0.90 came early
+        while len(r.clicks) < 5 and r.dice[-1] < 0.999:
+            more = simulate(session, gt, lab, kind, max_clicks=5 - len(r.clicks))
+            if not more.clicks:
+                break
+            r.dice += more.dice[1:]
+            r.clicks += more.clicks
+            r.seconds += more.seconds
+            r.other_labels_changed += more.other_labels_changed
+        r.start = f"{name}:{L.name_of(lab)}:{kind}"
+        runs.append(r)
+        if latencies is not None:
+            latencies.extend(r.seconds)
+        print(f"  {r.start:55s} dice {' '.join(f'{d:.2f}' for d in r.dice[:6])} NoC@90 {r.noc(0.9):2d} "
+              f"ms/click {1000 * np.mean(r.seconds) if r.seconds else 0:.0f} others {r.other_labels_changed}", flush=True)
 
 
 def real_cases():
@@ -79,33 +96,52 @@ def main():
     ap.add_argument("--quick", action="store_true", help="10 phantoms of the suite instead of 29")
     ap.add_argument("--labels-per-case", type=int, default=2)
     ap.add_argument("--real-only", action="store_true", help="skip the synthetic suite (latency reruns)")
+    ap.add_argument("--sets", default="synthetic,real,auto",
+                    help="synthetic: corrupted phantoms; real: corrupted real CTs; auto: the automatic engine's output "
+                         "on the real CTs and the quick phantoms")
     ap.add_argument("--json")
     args = ap.parse_args()
     print(f"machine: {machine()}; date {time.strftime('%Y-%m-%d %H:%M')}")
-    specs = [s for s in phantom_suite() if (not args.quick or s.name in QUICK) and not args.real_only]
+    sets = set(args.sets.split(","))
+    if args.real_only:
+        sets -= {"synthetic", "auto"}
+    specs = [s for s in phantom_suite() if (not args.quick or s.name in QUICK) and "synthetic" in sets]
     report = {}
-    reals = real_cases()
+    reals = real_cases() if sets & {"real", "auto"} else []
     for method in args.methods.split(","):
         t0 = time.perf_counter()
-        syn, real, lat = [], [], []
+        syn, real, auto, lat = [], [], [], []
         print(f"== method {method}")
         for spec in specs:
             p = make_phantom(spec)
-            run_case(spec.name, p.ct, p.mask.array, pick_labels(p.mask.array, args.labels_per_case), method, syn)
-        for name, ct, gt in reals:
-            run_case(name, ct, gt, pick_labels(gt, 3), method, real, lat if name == "lidc0001_chest" else None)
-        s_syn, s_real, s_all = summarize(syn), summarize(real), summarize(syn + real)
-        lat_ms = 1000 * np.asarray(lat)
-        report[method] = {"synthetic": s_syn, "real": s_real, "all": s_all,
-                          "lidc_latency_ms": {"n": int(lat_ms.size), "p50": float(np.percentile(lat_ms, 50)),
+            gt = p.mask.array
+            run_case(spec.name, p.ct, gt, corrupted_starts(p.ct, gt, pick_labels(gt, args.labels_per_case)), method, syn)
+        if "real" in sets:
+            for name, ct, gt in reals:
+                run_case(name, ct, gt, corrupted_starts(ct, gt, pick_labels(gt, 3)), method, real,
+                         lat if name == "lidc0001_chest" else None)
+        if "auto" in sets:
+            for name, ct, gt in reals:
+                run_case(name, ct, gt, proposal_starts(ct, gt, pick_labels(gt, 6)), method, auto,
+                         lat if name == "lidc0001_chest" else None)
+            for spec in phantom_suite():
+                if spec.name in QUICK:
+                    p = make_phantom(spec)
+                    gt = p.mask.array
+                    run_case(spec.name, p.ct, gt, proposal_starts(p.ct, gt, pick_labels(gt, 2)), method, auto)
+        s_all = summarize(syn + real + auto)
+        lat_ms = 1000 * np.asarray(lat) if lat else np.zeros(1)
+        report[method] = {"synthetic": summarize(syn), "real": summarize(real), "auto": summarize(auto), "all": s_all,
+                          "lidc_latency_ms": {"n": len(lat), "p50": float(np.percentile(lat_ms, 50)),
                                               "p95": float(np.percentile(lat_ms, 95)), "max": float(lat_ms.max())},
-                          "by_start": {k: summarize([r for r in syn + real if r.start.endswith(":" + k)]) for k in CORRUPTIONS},
+                          "by_start": {k: summarize([r for r in syn + real + auto if r.start.endswith(":" + k)])
+                                       for k in CORRUPTIONS + ("auto",)},
                           "seconds": time.perf_counter() - t0}
         print(json.dumps(report[method], indent=1))
     print("| engine/method | set | runs | NoC@85 | NoC@90 | Dice@0 | Dice@1 | Dice@3 | Dice@5 | not at 0.90 after 20 | other-label voxels changed |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for method, rep in report.items():
-        for part in ("synthetic", "real", "all"):
+        for part in ("synthetic", "real", "auto", "all"):
             s = rep[part]
             if not s.get("n"):
                 continue

@@ -192,6 +192,37 @@ def corrupt(labelmap: np.ndarray, ct: Image, label: int, kind: str) -> np.ndarra
     return out
 
 
+def match_to_reference(proposal: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``proposal`` (an automatic engine's labelmap, (i, j, k)) with each of its labels
+    renamed to the reference label it overlaps most (0 when it overlaps none): the label
+    sequence an annotator fixes first (shift, insert, ...) before correcting voxels, so that
+    click-to-correct is measured on the voxels alone."""
+    out = np.zeros_like(reference)
+    for v in np.unique(proposal):
+        if v == 0:
+            continue
+        m = proposal == v
+        hits = np.bincount(reference[m].astype(np.int64).ravel())
+        hits[0] = 0
+        if hits.any():
+            out[m] = int(np.argmax(hits))
+    return out
+
+
+def start_from_proposal(reference: np.ndarray, matched: np.ndarray, label: int) -> np.ndarray | None:
+    """Start state for correcting ``label``: the reference labelmap with that vertebra
+    replaced by the automatic engine's voxels for it (``matched``: its output after
+    ``match_to_reference``); the other vertebrae are taken as already corrected (they are
+    locked while this one is). None when the engine produced nothing for it."""
+    mine = matched == label
+    if not mine.any():
+        return None
+    out = reference.copy()
+    out[reference == label] = 0
+    out[mine & ((reference == 0) | (reference == label))] = label
+    return out
+
+
 def _spine_axis(labelmap, ct: Image, label, up, down) -> np.ndarray:
     """Unit world vector along the spine at ``label`` (towards the head), from neighbours."""
     centre = lambda v: ct.index_to_world(np.argwhere(labelmap == v).mean(axis=0))  # noqa: E731

@@ -24,17 +24,28 @@ whole blocks of CT voxels inside the crop):
      ``1 + beta*(|grad|/g0)^2`` outside bright bone, ``alpha`` in soft tissue and
      ``gamma_outside`` outside the outline of the neighbouring vertebrae seen along the
      spine (a shape prior against ribs); locked neighbours are impassable. A negative
-     click on bone spreads up to edges (discs, joints, cortex); one on soft tissue (a
-     leak) clears soft tissue up to the bone. A positive click on low-density bone
-     (osteoporotic) grows without the soft-tissue toll. Dijkstra runs (scipy csgraph,
-     stopped at ``delta``) on the working grid.
+     click on bone spreads in the same metric, as far as its depth inside the target
+     allows (``neg_depth_factor`` x depth: a click on a thin rim removes a rim, one deep
+     in a merged neighbour clears up to the disc); one on bone beyond the neighbours'
+     outline (a rib) also sweeps the target's bone out there. A negative click on soft
+     tissue (a leak into a disc or muscle: the clicked voxel below ``soft_hu + 30`` and
+     at most ``leak_depth_mm`` inside) never clears bone, and at full resolution removes
+     the leak's connected soft part within a slab across the spine (step 4). A positive
+     click on low-density bone (osteoporotic or thick-slice marrow; also a first click
+     that would otherwise grow next to nothing) grows without the soft-tissue toll,
+     paying only for tissue clearly darker than its surroundings. Dijkstra runs (scipy
+     csgraph, stopped at ``delta``) on the working grid.
    * ``"random_walker"``: Grady's random walker with a prior (the current target as
      prior probability, clicks and locked neighbours as Dirichlet seeds), solved with
      preconditioned conjugate gradients on the same working grid.
 4. **Back to the CT grid**: working blocks no click decided keep the current voxels
    exactly (full resolution detail is never lost); blocks that a click decided are filled at full resolution, and along the new boundary only voxels
    that look like bone are kept (above halfway between soft tissue and the added bone's
-   cortex, at least ``snap_hu``).
+   cortex, at least ``snap_hu``). Soft-tissue negative clicks are applied here, on the CT
+   voxels themselves (a 5 mm disc vanishes in the working grid's block means).
+
+Every rule above was kept or dropped by measurement with the simulated annotator
+(benchmarks/bench_interactive_annotator.py; the figures are in BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -71,6 +82,13 @@ class ClassicalEngine(Engine):
         click_radius_mm: float = 1.5,
         rw_beta: float = 90.0,
         rw_gamma: float = 2e-3,
+        neg_depth_factor: float = 8.0,
+        neg_min_reach_mm: float = 4.0,
+        leak_slab_mm: float = 4.0,
+        leak_depth_mm: float = 6.0,
+        neg_outside_sweep: bool = True,
+        min_growth_mm3: float = 1500.0,
+        low_tolerance_hu: float = 60.0,
     ):
         if method not in METHODS:
             from ..errors import SpineLabelInputError
@@ -92,6 +110,13 @@ class ClassicalEngine(Engine):
         self.click_radius_mm = float(click_radius_mm)
         self.rw_beta = float(rw_beta)
         self.rw_gamma = float(rw_gamma)
+        self.neg_depth_factor = float(neg_depth_factor)
+        self.neg_min_reach_mm = float(neg_min_reach_mm)
+        self.leak_slab_mm = float(leak_slab_mm)
+        self.leak_depth_mm = float(leak_depth_mm)
+        self.neg_outside_sweep = bool(neg_outside_sweep)
+        self.min_growth_mm3 = float(min_growth_mm3)
+        self.low_tolerance_hu = float(low_tolerance_hu)
         self._bbox_cache: dict = {}
 
     # ------------------------------------------------------------------------------
@@ -117,21 +142,28 @@ class ClassicalEngine(Engine):
         hu_c = _block_mean(ct_crop.astype(np.float32, copy=False), factors)
         base_c = _block_mean(base_fg.astype(np.float32), factors) >= 0.5
         locked_c = _block_mean(locked.astype(np.float32), factors) >= 0.5
-        pos, neg = self._click_seeds(req, lo, factors, img_c.shape, work_sp)
+        from scipy import ndimage
+
+        # depth (mm) of every working block inside the current target
+        depth_c = ndimage.distance_transform_edt(np.pad(base_c, 1), sampling=work_sp)[1:-1, 1:-1, 1:-1]
+        soft_clicks = self._soft_negative_clicks(req, lo, factors, ct_crop, base_fg, depth_c)
+        pos, neg, neg_soft, pos_low = self._click_seeds(req, lo, factors, img_c.shape, work_sp, soft_clicks)
         if self.method == "geodesic":
             outside = self._outside_neighbour_silhouette(req, lab_crop, factors, img_c.shape, base_c, pos, req.ct.affine, lo)
-            fg_c, by_click = self._geodesic(img_c, hu_c, work_sp, base_c, locked_c, pos, neg, outside)
+            fg_c, by_click, spare = self._geodesic(img_c, hu_c, work_sp, base_c, locked_c, pos, neg, outside, neg_soft,
+                                                   pos_low)
         else:
             fg_c, by_click = self._random_walker(img_c, work_sp, base_c, locked_c, pos, neg)
+            spare = None
         if pos.any():  # a positive click fills the enclosed trabecular space of what it grew
-            from scipy import ndimage
-
             holes = ndimage.binary_fill_holes(fg_c) & ~fg_c & ~locked_c & ~neg
             fg_c |= holes
             by_click |= holes
         fg_c[neg] = False
         by_click |= neg | pos
-        target = self._to_native(fg_c, by_click, base_c, base_fg, ct_crop, factors, locked_c)
+        target = self._to_native(fg_c, by_click, base_c, base_fg, ct_crop, factors, locked_c, spare)
+        if self.method == "geodesic":
+            self._clear_soft_leaks(req, lo, ct_crop, lab_crop, base_fg, target, soft_clicks)
         # the clicked voxels themselves always obey the click
         for click in req.clicks:
             rel = tuple(np.asarray(click.ijk) - lo)
@@ -142,6 +174,91 @@ class ClassicalEngine(Engine):
 
     def close(self) -> None:
         self._bbox_cache.clear()
+
+    def _soft_negative_clicks(self, req, lo, factors, ct_crop, base_fg, depth_c) -> list:
+        """The negative clicks made on a soft-tissue leak rather than on bone: the clicked CT
+        voxel itself (a block mean mixes a disc with the endplate next to it) is below
+        ``soft_hu + 30`` (discs are 80-130 HU, trabecular bone 200-300 on thin-slice CT),
+        and the click is at most ``leak_depth_mm`` inside the target (a leak into a disc or
+        muscle is a thin layer on it; deeper, a dark voxel is marrow, which on thick-slice
+        or osteoporotic CT is 30-120 HU, e.g. the middle of a merged neighbour's body).
+        Each comes with the HU below which its flood may remove voxels: halfway between the
+        click and the target's median."""
+        own = ct_crop[base_fg]
+        limit = self.soft_hu + 30.0
+        out = []
+        for click in req.clicks:
+            if click.positive:
+                continue
+            rel = np.asarray(click.ijk) - lo
+            c = rel // factors
+            if np.any(rel < 0) or np.any(rel >= ct_crop.shape) or np.any(c >= depth_c.shape):
+                continue
+            hu = float(ct_crop[tuple(rel)])
+            if hu < limit and depth_c[tuple(c)] <= self.leak_depth_mm:
+                out.append((click, 0.5 * (hu + float(np.median(own))) if own.size else limit))
+        return out
+
+    def _clear_soft_leaks(self, req, lo, ct_crop, lab_crop, base_fg, target, soft_clicks) -> None:
+        """A negative click on soft tissue inside the target removes, at full resolution,
+        the part of the target connected to it through voxels below a threshold halfway
+        between the clicked voxel and the target's median, within a slab across the spine
+        through the click: the leak into a disc in one click, and never the bone (thin
+        discs vanish in the working grid's block means, so this is not left to it). The
+        slab matters on thick-slice CT, where marrow is as dark as the disc (50-120 HU) and
+        an unconstrained flood would run from the disc into the vertebral body."""
+        from scipy import ndimage
+
+        seeds = [(tuple(np.asarray(c.ijk) - lo), spare_hu) for c, spare_hu in soft_clicks]
+        if not seeds:
+            return
+        full = np.ones((3, 3, 3), bool)
+        spacing = np.asarray(req.ct.spacing, float)
+        axis = self._spine_axis_mm(req, lab_crop, base_fg, spacing)
+        for rel, spare_hu in seeds:
+            soft_part = (base_fg | target) & (ct_crop < spare_hu)
+            if axis is not None:
+                half = max(self.leak_slab_mm, 1.01 * float(np.abs(axis) @ spacing))
+                along = sum(((np.arange(n) - r) * sp * u).reshape([-1 if a == b else 1 for b in range(3)])
+                            for a, (n, r, sp, u) in enumerate(zip(ct_crop.shape, rel, spacing, axis)))
+                soft_part &= np.abs(along) <= half
+            soft_part[rel] = True
+            # opening by reconstruction: the flood starts from the eroded soft part around
+            # the click and may not squeeze through one-voxel gaps (a thin or blurred
+            # endplate) into the marrow behind them
+            core = ndimage.binary_erosion(soft_part, structure=full)
+            comp, _n = ndimage.label(core, structure=full)
+            near = comp[tuple(slice(max(r - 1, 0), r + 2) for r in rel)]
+            ids = np.unique(near[near > 0])
+            if ids.size:
+                leak = ndimage.binary_dilation(np.isin(comp, ids), structure=full) & soft_part
+            else:  # a leak thinner than 3 voxels: only its connected part next to the click
+                comp, _n = ndimage.label(soft_part, structure=full)
+                leak = (comp == comp[rel]) & (ndimage.distance_transform_edt(comp != comp[rel]) <= 1)
+            leak[rel] = True
+            target[leak] = False
+
+    @staticmethod
+    def _spine_axis_mm(req, lab_crop, base_fg, spacing):
+        """Unit vector along the spine in voxel-index-times-spacing coordinates of the crop,
+        from the centres of the target's locked neighbours (or one neighbour and the
+        target); None when no neighbour is in the crop."""
+        from .. import labels as L
+
+        present = [int(v) for v in req.locked_values if L.is_vertebra(int(v))]
+        if not present:
+            return None
+        centres = []
+        for v in L.neighbours(req.label, present):
+            if v is not None and (lab_crop == v).any():
+                centres.append(np.argwhere(lab_crop == v).mean(axis=0))
+        if len(centres) == 1 and base_fg.any():
+            centres.append(np.argwhere(base_fg).mean(axis=0))
+        if len(centres) < 2:
+            return None
+        axis = (centres[0] - centres[1]) * spacing
+        n = float(np.linalg.norm(axis))
+        return axis / n if n > 1e-6 else None
 
     # ------------------------------------------------------------------------------
     def _roi(self, req: RefineRequest, spacing) -> tuple[np.ndarray, np.ndarray]:
@@ -236,9 +353,14 @@ class ClassicalEngine(Engine):
         sil = ndimage.binary_dilation(sil, structure=(yy ** 2 + xx ** 2) <= r * r)
         return (~sil[iu, iv]).astype(np.float32)
 
-    def _click_seeds(self, req, lo, factors, shape_c, work_sp):
+    def _click_seeds(self, req, lo, factors, shape_c, work_sp, soft_clicks):
+        """Working-grid seed masks: positive, negative, and the negative clicks made on soft
+        tissue (judged on the clicked CT voxel itself: a block mean mixes a disc with the
+        endplate next to it)."""
         pos = np.zeros(shape_c, bool)
         neg = np.zeros(shape_c, bool)
+        neg_soft = np.zeros(shape_c, bool)
+        pos_low = np.zeros(shape_c, bool)
         r = np.maximum(0, np.floor(self.click_radius_mm / work_sp)).astype(int)
         for click in req.clicks:
             c = (np.asarray(click.ijk) - lo) // factors
@@ -246,16 +368,20 @@ class ClassicalEngine(Engine):
                 continue
             sl = tuple(slice(max(0, int(a - b)), int(a + b + 1)) for a, b in zip(c, r))
             (pos if click.positive else neg)[sl] = True
+            if any(click is c for c, _ in soft_clicks):
+                neg_soft[sl] = True
+            if click.positive and float(req.ct.array[tuple(click.ijk)]) < self.soft_hu + 30.0:
+                pos_low[sl] = True
         overlap = pos & neg  # the later click of two on the same block wins
         if overlap.any():
             for click in req.clicks:
                 c = tuple((np.asarray(click.ijk) - lo) // factors)
                 if all(0 <= a < s for a, s in zip(c, shape_c)):
                     pos[c], neg[c] = click.positive, not click.positive
-        return pos, neg
+        return pos, neg, neg_soft & neg, pos_low & pos
 
     # ------------------------------------------------------------------------------
-    def _geodesic(self, img, hu, sp, base_c, locked_c, pos, neg, outside=None) -> np.ndarray:
+    def _geodesic(self, img, hu, sp, base_c, locked_c, pos, neg, outside=None, neg_soft=None, pos_low=None):
         from scipy import ndimage
 
         grad = ndimage.gaussian_gradient_magnitude(img, sigma=1.0) / float(np.mean(sp))
@@ -276,33 +402,73 @@ class ClassicalEngine(Engine):
         cost_fg = np.where(locked_c, big, cost_fg)
         inf = np.inf
         # a positive click on low-density bone (osteoporotic trabecular bone looks like soft
-        # tissue) grows without the soft-tissue toll: only edges (the cortex) stop it
+        # tissue; judged on the clicked voxel, see _click_seeds) grows without the
+        # soft-tissue toll: only edges (the cortex) stop it
         pos = pos & ~locked_c
-        pos_low = pos & (hu < soft_hu + 30.0)
+        pos_low = pos_low & pos if pos_low is not None else pos & (hu < soft_hu + 30.0)
         d_pos = np.full(img.shape, inf)
         if (pos & ~pos_low).any():
             d_pos = _geodesic_distance(cost_fg, sp, pos & ~pos_low, self.delta)
+            grown_mm3 = float(np.count_nonzero((d_pos < self.delta) & ~base_c)) * float(np.prod(sp))
+            if not base_c.any() and grown_mm3 < self.min_growth_mm3:
+                # a first click that grows next to nothing sits on a bright speck in dark
+                # marrow (thick-slice or osteoporotic CT): treat it as a low-density click
+                pos_low = pos_low | pos
+                d_pos = np.full(img.shape, inf)
         if pos_low.any():
+            # ... but still pays for tissue clearly darker than what was clicked (muscle and
+            # fat next to dark marrow); the clicked level is the low path's own block mean
+            around = ndimage.binary_dilation(pos_low, iterations=2)
+            low_floor = min(float(np.min(hu[pos_low])), float(np.median(hu[around]))) - self.low_tolerance_hu
             cost_low = np.where(locked_c, big, 1.0 + self.beta * edges * (1.0 - bright)
+                                + self.alpha * expit((low_floor - hu) / 25.0)
                                 + (self.gamma_outside * outside if outside is not None else 0.0))
             d_pos = np.minimum(d_pos, _geodesic_distance(cost_low, sp, pos_low, self.delta))
         # a negative click on soft tissue (a leak into a disc or muscle) clears the soft
-        # tissue it reaches and stops where bone starts; one on bone (a merged neighbour, a
-        # rib) clears bone up to its edges
-        on_soft = neg & (hu < soft_hu)
+        # tissue it reaches and never the bone behind it: blocks denser than halfway
+        # between the click and the target's own bone are impassable to it (a relative
+        # threshold: trabecular bone is ~250 HU on a thin-slice scan, ~120 on a 3 mm one);
+        # one on bone (a merged neighbour, a rib) clears bone up to its edges
+        on_soft = neg_soft if neg_soft is not None else neg & (hu < soft_hu)
         d_neg = np.full(img.shape, inf)
         if (neg & ~on_soft).any():
-            cost_bg = 1.0 + self.beta * edges  # stops at every edge (discs, joints, cortex)
-            d_neg = _geodesic_distance(cost_bg, sp, neg & ~on_soft, self.delta)
+            # the same metric as the foreground's (without the outline toll), so a negative
+            # click competes on equal terms with earlier positive ones: the boundary falls
+            # at the weakest link between them (a joint, a disc), not wherever the
+            # positive's cheap path through bright bone happens to end
+            # (no soft-tissue toll: on thick-slice CT a merged neighbour's marrow is as dark
+            # as soft tissue, and the click must clear it)
+            cost_bg = 1.0 + self.beta * edges * (1.0 - bright)
+            # how far a click on the target's bone reaches depends on how deep inside the
+            # target it was made: a click near the border removes a thin rim, one deep in a
+            # merged neighbour clears up to the edges (the seed starts weaker the shallower)
+            # depth inside what the target is before this click: the accepted state plus
+            # what the positive clicks (replayed with it) grow
+            pre = base_c | (d_pos < self.delta)
+            depth = ndimage.distance_transform_edt(np.pad(pre, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
+            reach = np.clip(self.neg_depth_factor * depth, self.neg_min_reach_mm, self.delta)
+            d_neg = _geodesic_distance(cost_bg, sp, neg & ~on_soft, self.delta, start=self.delta - reach)
+            out_clicks = neg & ~on_soft & (outside > 0.5) if (outside is not None and self.neg_outside_sweep) else None
+            if out_clicks is not None and out_clicks.any():
+                # a click on bone beyond the neighbours' outline (a rib shaft) clears all the
+                # target's bone out there that it reaches without entering the outline
+                cost_out = np.where(outside > 0.5, 1.0, big)
+                d_neg = np.minimum(d_neg, _geodesic_distance(cost_out, sp, out_clicks, self.delta))
+        spare = None
         if on_soft.any():
-            cost_soft = 1.0 + self.beta * edges * (1.0 - soft) + self.alpha * (1.0 - soft)
-            d_neg = np.minimum(d_neg, _geodesic_distance(cost_soft, sp, on_soft, self.delta))
+            own = hu[base_c & ~on_soft]
+            own_bone = float(np.median(own)) if own.size else soft_hu + 130.0
+            spare_hu = 0.5 * (float(np.mean(hu[on_soft])) + max(own_bone, soft_hu))
+            cost_soft = np.where(hu >= spare_hu, big, 1.0 + self.beta * edges)
+            d_soft = _geodesic_distance(cost_soft, sp, on_soft, self.delta)
+            spare = (d_soft < np.minimum(d_neg, self.delta), spare_hu)
+            d_neg = np.minimum(d_neg, d_soft)
         fg_score = np.minimum(d_pos, np.where(base_c, self.delta, inf))
         bg_score = np.minimum(d_neg, np.where(base_c, inf, self.delta))
         out = np.where(fg_score == bg_score, base_c, fg_score < bg_score)
         out &= ~locked_c
         by_click = np.where(out, d_pos < self.delta, d_neg < self.delta)
-        return out, by_click
+        return out, by_click, spare
 
     def _random_walker(self, img, sp, base_c, locked_c, pos, neg) -> np.ndarray:
         import scipy.sparse as sparse
@@ -355,20 +521,25 @@ class ClassicalEngine(Engine):
         cortex = float(np.percentile(vals, 95))
         return max(self.snap_hu, 0.5 * (cortex + 40.0))
 
-    def _to_native(self, fg_c, by_click, base_c, base_fg, ct_crop, factors, locked_c) -> np.ndarray:
+    def _to_native(self, fg_c, by_click, base_c, base_fg, ct_crop, factors, locked_c, spare=None) -> np.ndarray:
         """Working-grid decision -> voxels of the crop (see step 4 of the module docstring).
 
         Blocks decided by the current mask (no click reached them) keep its voxels exactly;
         blocks a click decided take the decision: background clears them, foreground
         keeps the current voxels where the block already was target and otherwise fills
-        the block, keeping only bone-like voxels along the new boundary."""
+        the block, keeping only bone-like voxels along the new boundary. ``spare``
+        (blocks, HU): blocks a soft-tissue negative click cleared lose only their voxels
+        below that HU (the bone they share with the leak stays)."""
         from scipy import ndimage
 
         target = base_fg.copy()
         if not by_click.any():
             return target
         up = lambda a: _block_up(a, factors, base_fg.shape)  # noqa: E731
-        target[up(by_click & ~fg_c)] = False
+        cleared = up(by_click & ~fg_c)
+        if spare is not None:
+            cleared &= ~(up(spare[0]) & (ct_crop >= spare[1]))
+        target[cleared] = False
         added_c = by_click & fg_c & ~base_c
         if added_c.any():
             interior_c = ndimage.binary_erosion(fg_c, border_value=0)
@@ -421,7 +592,7 @@ def _edges(shape) -> list[tuple[np.ndarray, np.ndarray]]:
     return _EDGE_CACHE[shape]
 
 
-def _geodesic_distance(cost: np.ndarray, sp, seeds: np.ndarray, limit: float) -> np.ndarray:
+def _geodesic_distance(cost: np.ndarray, sp, seeds: np.ndarray, limit: float, start: np.ndarray | None = None) -> np.ndarray:
     """Geodesic distance (sum over 6-neighbour steps of step length x mean node cost)
     from the ``seeds`` voxels, exact up to ``limit`` (beyond it: inf).
 
@@ -440,7 +611,8 @@ def _geodesic_distance(cost: np.ndarray, sp, seeds: np.ndarray, limit: float) ->
     src = np.flatnonzero(seeds.ravel()).astype(np.int32)
     rows.append(np.full(src.size, n, np.int32))
     cols.append(src)
-    weights.append(np.full(src.size, 1e-9))
+    # a seed may start with a handicap (``start``, same shape as ``cost``): a weaker seed
+    weights.append(np.full(src.size, 1e-9) if start is None else np.maximum(start.ravel()[src], 1e-9))
     g = csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(n + 1, n + 1))
     d = dijkstra(g, directed=False, indices=n, limit=limit)
     return d[:n].reshape(cost.shape)

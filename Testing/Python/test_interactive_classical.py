@@ -9,7 +9,8 @@ from SpineLabelLib import labels as L
 from SpineLabelLib.errors import SpineLabelInputError
 from SpineLabelLib.image import load_image
 from SpineLabelLib.interactive import open_session
-from SpineLabelLib.interactive.annotator import CORRUPTIONS, corrupt, dice, next_click, simulate
+from SpineLabelLib.interactive.annotator import (CORRUPTIONS, corrupt, dice, match_to_reference, next_click, simulate,
+                                                 start_from_proposal)
 from SpineLabelLib.synthetic import make_phantom
 
 from conftest import DATA
@@ -176,6 +177,44 @@ def test_corruptions_make_the_failure_they_name(phantom):
     with pytest.raises(ValueError):
         corrupt(gt, phantom.ct, 21, "melted")
     assert set(CORRUPTIONS) == {"merged", "missing", "leak_rib", "leak_disc", "cut_half"}
+
+
+def test_a_negative_click_in_a_disc_leak_clears_the_leak_and_keeps_the_bone(phantom):
+    """The soft-tissue negative click works at full resolution: a thin disc vanishes in the
+    working grid's block means, and before this rule a click there cleared the endplate."""
+    gt = phantom.mask.array
+    start = corrupt(gt, phantom.ct, 21, "leak_disc")
+    t = gt == 21
+    leak = (start == 21) & ~t
+    hu = phantom.ct.array
+    soft_leak = leak & (hu < 100)
+    s = open_session(phantom.ct, start)
+    click = next_click(t, start == 21, phantom.ct.spacing)
+    assert not click.positive and hu[click.ijk] < 200  # a disc voxel
+    new = s.refine(label=21, clicks=[(click.ijk, False)]) == 21
+    assert not (new & ~start.astype(bool)).any()
+    assert (new & t).sum() >= 0.99 * t.sum()  # the vertebra's own bone stays
+    from scipy import ndimage
+
+    comp, _n = ndimage.label(leak, structure=np.ones((3, 3, 3), bool))  # one disc of the two
+    this_disc = soft_leak & (comp == comp[click.ijk])
+    assert this_disc.sum() > 100
+    assert (new & this_disc).sum() <= 0.3 * this_disc.sum(), "the clicked disc's soft part goes with one click"
+    assert dice(new, t) > dice(start == 21, t)
+
+
+def test_start_states_from_an_automatic_proposal():
+    ref = np.zeros((20, 20, 30), np.uint8)
+    ref[5:15, 5:15, 2:9], ref[5:15, 5:15, 11:18], ref[5:15, 5:15, 20:27] = 20, 21, 22
+    proposal = np.zeros_like(ref)
+    proposal[5:15, 5:15, 2:10] = 7  # labelled wrongly, one slice too long
+    proposal[5:15, 5:15, 10:19] = 9  # L2 grown into the gap on both sides
+    matched = match_to_reference(proposal, ref)
+    assert set(np.unique(matched)) == {0, 20, 21}
+    start = start_from_proposal(ref, matched, 21)
+    assert (start == 21).sum() == (proposal == 9).sum() - 0  # its voxels, on background or itself
+    assert np.array_equal(start[ref == 20], ref[ref == 20]) and np.array_equal(start == 22, ref == 22)
+    assert start_from_proposal(ref, matched, 22) is None
 
 
 def test_annotator_clicks_interior_of_largest_error():
