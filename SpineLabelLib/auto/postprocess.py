@@ -74,9 +74,44 @@ def border_penalty(mask: Image, confidence: dict[int, float], reasons: dict[int,
             reasons.setdefault(v, []).append("field of view cut: vertebra touches the image edge")
 
 
+#: Boundary refinement on the input grid (HU): a label's outermost voxel below REMOVE is
+#: soft tissue seen through partial volume, an unlabelled neighbour above ADD is its cortex.
+REFINE_REMOVE_BELOW_HU = 150.0
+REFINE_ADD_ABOVE_HU = 200.0
+
+
+def refine_boundary(labels: np.ndarray, hu: np.ndarray, remove_below: float = REFINE_REMOVE_BELOW_HU,
+                    add_above: float = REFINE_ADD_ABOVE_HU) -> np.ndarray:
+    """One-voxel boundary correction of an instance label map against the CT on the same
+    (input) grid, in place and returned: a labelled voxel with an unlabelled face neighbour
+    and HU below ``remove_below`` is cleared; an unlabelled voxel with a labelled face
+    neighbour and HU above ``add_above`` takes that neighbour's label.
+
+    Why: a label map made on a coarser working grid (nearest neighbour back to the input,
+    smoothed HU, partial-volume cortex) puts the bone surface up to a working voxel off:
+    too far out at fine in-plane spacing, too far in at coarse spacing. The input's own HU
+    at the surface decides it. Only the outermost layer moves, so marrow (below bone HU,
+    inside the cortex) stays. Thresholds measured on the two TotalSegmentator-referenced
+    CTs (0.7 x 0.7 x 2.5 mm and 3 mm voxels). Array axes are the input's (i, j, k)."""
+    if not labels.any():
+        return labels
+    box = ndimage.find_objects((labels > 0).astype(np.uint8))[0]
+    box = tuple(slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box, labels.shape))
+    lab = labels[box]
+    h = np.asarray(hu[box])
+    fg = lab > 0
+    six = ndimage.generate_binary_structure(3, 1)
+    outer_layer = fg & ~ndimage.binary_erosion(fg, structure=six, border_value=1)
+    grown = ndimage.grey_dilation(lab, footprint=six)
+    add = ~fg & (grown > 0) & (h > add_above)
+    lab[outer_layer & (h < remove_below)] = 0
+    lab[add] = grown[add]
+    return labels
+
+
 def ordered_names(values) -> str:
     return ", ".join(name_of(v) for v in sort_anatomical(values))
 
 
-__all__ = ["keep_largest_components", "drop_small", "touches_border", "mask_centroids", "border_penalty",
+__all__ = ["keep_largest_components", "drop_small", "refine_boundary", "touches_border", "mask_centroids", "border_penalty",
            "SACRUM", "COCCYX"]

@@ -13,7 +13,9 @@ Pipeline (each step in its own module):
    programming with a pitch-regularity prior; one disc between consecutive centres.
 4. :mod:`.separate` — marker-controlled watershed: each body core floods its own bone
    (posterior elements through the pedicles); ribs, pelvis and sternum go to a
-   competing marker.
+   competing marker; thin dark gaps between bright plates (joints) flood last; thick
+   objects flooded through a narrow contact in front of the canal (a contrast-filled
+   aorta) are dropped.
 5. :mod:`.anchors` — ribs *attached* to each separated vertebra (unlabelled bone pieces
    reaching 40 mm lateral, assigned to the vertebra they touch most), iliac wings,
    sacrum, skull base, and each segment's pitch.
@@ -22,10 +24,13 @@ Pipeline (each step in its own module):
    below the iliac wings under a piece flanked by them) is merged back into it.
 6. :mod:`.labelling` — hypotheses over the anatomical sequence (T13, L6, missing 12th
    rib included) scored by the anchors; the posterior gives each label's confidence.
-7. The sacrum is extended below the tracked curve (bone connected to it in a midline
-   band, marrow filled per slice); its centroid stays that of the tracked part.
-   The label map goes back to the input grid by nearest neighbour; centroids are the
-   vertebral-body centres (``verse.body.body_centroids``) mapped to input indices.
+7. The sacrum is extended over its height and below the tracked curve (bone connected
+   to it in a midline band, marrow filled per slice); its centroid stays that of the
+   tracked part. Each label's enclosed marrow is added (closing, cavities filled).
+   The label map goes back to the input grid by nearest neighbour, and its outermost
+   layer is corrected against the input's own HU (``postprocess.refine_boundary``);
+   centroids are the vertebral-body centres (``verse.body.body_centroids``) mapped to
+   input indices.
 
 Bad input gives an empty result with the reason (MR-like intensities, a slab thinner than
 a vertebra, no spinal canal found), never an exception for a valid image.
@@ -73,16 +78,23 @@ def _merge_sacral_sliver(bone, curves, prof, segs, disc_idx, s):
 SACRUM_BAND_MM = (50.0, 60.0)
 
 
+#: Closing radius (mm) that bridges the sacrum's thin cortex over its wide marrow spaces.
+SACRUM_CLOSE_MM = 10.5
+
+
 def _extend_sacrum(lab, k, hu, curves, s):
-    """The body curve stops near S1-S2; the lower sacrum and coccyx lie below it. Flood
-    bone (marrow included) below the sacrum label that is connected to it within a
-    midline band (the iliac wings and femoral heads lie outside it), in place."""
+    """The body curve stops near S1-S2; the lower sacrum and coccyx lie below it, the alae
+    beside it. Flood bone (marrow included) over the sacrum's height and below it that is
+    connected to the sacrum label within a midline band (the iliac wings and femoral heads
+    lie outside it), in place."""
     from scipy import ndimage
 
     zs = np.nonzero((lab == k).any(axis=(0, 1)))[0]
     if zs.size == 0:
         return
-    ztop = int(zs.min()) + max(1, int(10 / s))  # overlap the sacrum's lowest slices
+    # the whole sacrum's height, not only below the tracked part: the alae's fatty marrow
+    # beside S1-S2 lies outside the body zone of the separation and was left out
+    ztop = int(zs.max()) + 1
     cx, cy = curves.canal[curves.z_lo]
     nx, ny, _ = lab.shape
     x0, x1 = int(max(0, cx - SACRUM_BAND_MM[0] / s)), int(min(nx, cx + SACRUM_BAND_MM[0] / s + 1))
@@ -202,6 +214,10 @@ class ClassicalEngine(Engine):
             sacrum_core[1:len(result.values) + 1] = result.values
             sacrum_core = sacrum_core[lab]
             _extend_sacrum(lab, len(segs), hu, curves, s)
+        if sacrum_core is not None:
+            # the sacrum's marrow spaces (alae, lateral masses) are wider than a vertebra's
+            separate.fill_marrow(lab, hu, [len(segs)], s, radius_mm=SACRUM_CLOSE_MM)
+        separate.fill_marrow(lab, hu, range(1, len(segs) + 1), s)
         del bone, filled
         # working labels -> VerSe values
         lut = np.zeros(len(segs) + 2, dtype=np.uint8)
@@ -227,6 +243,10 @@ class ClassicalEngine(Engine):
         del sacrum_core
         centroids = {v: grid.working_to_input_ijk(p, work.affine, ct) for v, p in cents_work.items()}
         out = grid.labels_to_input(work_mask.array, work.affine, ct)
+        # the bone surface at the input's own resolution (the working grid is coarser or finer)
+        from ..postprocess import refine_boundary
+
+        refine_boundary(out, ct.array)
         mask = ct.with_array(out)
         mask.source = "classical engine mask"
         # vertebrae cut by the input's field of view: centroid and label less certain

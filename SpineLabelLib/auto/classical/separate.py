@@ -25,6 +25,8 @@ BODY_ZONE_MM = 20.0
 LATERAL_MAX_MM = 58.0
 ANTERIOR_MAX_MM = 30.0
 POSTERIOR_MAX_MM = 85.0
+#: A voxel this much darker (HU) than its neighbours on both sides along an axis is a joint gap.
+VALLEY_HU = 100.0
 #: Cancellous bone of osteoporotic or elderly patients: part of the vertebra above this HU.
 TISSUE_HU = 120.0
 
@@ -110,10 +112,15 @@ def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: P
     # i.e. by geodesic distance from the markers); darker voxels (joint spaces, partial
     # volume at fat planes) are higher and flood last, so they become the borders.
     elevation = -np.minimum(hu[box], tissue_hu + 60.0)
+    # thin dark gaps between two bright plates (facet and costovertebral joints, a vessel
+    # wall against the cortex) are blurred into the plateau on the working grid; lift them
+    # so they flood last and become borders
+    elevation[_valley_depth(hu[box]) > VALLEY_HU] = -tissue_hu
     lab = watershed(elevation, markers[box], mask=region[box])
     out = np.zeros(hu.shape, dtype=np.uint8)
     lab[lab == other] = 0
     out[box] = lab.astype(np.uint8)
+    _drop_thick_appendages(out, markers, curves, len(segments), s)
     # each vertebra: its component(s) that touch its marker
     for idx in range(1, len(segments) + 1):
         objs = ndimage.find_objects((out == idx).astype(np.uint8))
@@ -130,6 +137,54 @@ def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: P
             sub = out[b]
             sub[m & ~keep[cl]] = 0
     return out
+
+
+#: Erosion radius (mm): only a vertebral body (or a vessel tube beside it) is thicker than twice this.
+APPENDAGE_ERODE_MM = 4.5
+#: Smallest thick appendage (mm³) dropped from a vertebra.
+APPENDAGE_MIN_MM3 = 1500.0
+
+
+def _drop_thick_appendages(out: np.ndarray, markers: np.ndarray, curves: SpineCurves, n_seg: int, s: float) -> None:
+    """Remove thick bright objects flooded into a vertebra through a narrow contact, in place.
+
+    Why: a contrast-filled aorta (or another dense vessel) lying against a vertebral body is
+    as bright as bone and touches it, so the body's marker floods it. Eroded by a ball of
+    APPENDAGE_ERODE_MM, a vertebra keeps its body core; a vessel tube stays thick and falls
+    apart from it at the narrow contact. Eroded pieces anterior of the spinal canal's front
+    wall (bodies only live there; posterior elements are thin or behind the canal) that do
+    not hold the vertebra's own marker are dropped with what grows back from them.
+    Working grid (i, j, k) = (+R, +A, +S)."""
+    r = max(1, int(round(APPENDAGE_ERODE_MM / s)))
+    ball = np.add.outer(np.add.outer(np.arange(-r, r + 1) ** 2, np.arange(-r, r + 1) ** 2), np.arange(-r, r + 1) ** 2) <= r * r
+    min_vox = APPENDAGE_MIN_MM3 / s ** 3
+    objs = ndimage.find_objects(out)
+    for idx in range(1, min(n_seg, len(objs)) + 1):
+        if objs[idx - 1] is None:
+            continue
+        box = tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, n in zip(objs[idx - 1], out.shape))
+        m = out[box] == idx
+        er = ndimage.binary_erosion(m, structure=ball)
+        cl, n = ndimage.label(er)
+        if n < 2:
+            continue
+        own = np.zeros(n + 1, bool)
+        own[np.unique(cl[er & (markers[box] == idx)])] = True
+        own[0] = False
+        sizes = np.bincount(cl.ravel(), minlength=n + 1)
+        drop = []
+        for c in range(1, n + 1):
+            if own[c] or sizes[c] < min_vox:
+                continue
+            _, cj, ck = np.argwhere(cl == c).mean(axis=0) + [b.start for b in box]  # centre (i, j, k)
+            zc = int(np.clip(round(ck), curves.z_lo, curves.z_hi))
+            if np.isfinite(curves.canal_front[zc]) and cj > curves.canal_front[zc]:  # anterior (+A) of the wall
+                drop.append(c)
+        if not drop:
+            continue
+        keep_zone = ndimage.binary_dilation(own[cl], structure=ball)
+        gone = ndimage.binary_dilation(np.isin(cl, drop), structure=ball) & m & ~keep_zone
+        out[box][gone] = 0
 
 
 def _remove_discs(tissue: np.ndarray, hu: np.ndarray, profile: Profile, discs: list[int] | None, s: float,
@@ -178,3 +233,52 @@ def _body_zone(shape, profile: Profile, s: float) -> np.ndarray:
         dist = ndimage.distance_transform_edt(sub, sampling=s)
         zone[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = dist <= BODY_ZONE_MM
     return zone
+
+
+#: Closing radius (mm) that bridges a vertebra's cortex over its marrow.
+MARROW_CLOSE_MM = 4.5
+#: Voxels denser than this (HU, smoothed) inside the closed outline are marrow, not fat or CSF.
+MARROW_MIN_HU = 20.0
+
+
+def fill_marrow(lab: np.ndarray, hu: np.ndarray, labels, s: float, radius_mm: float = MARROW_CLOSE_MM,
+                min_hu: float = MARROW_MIN_HU) -> None:
+    """Add each label's enclosed marrow: unlabelled voxels inside the label's morphological
+    closing (ball of ``radius_mm``), cavities of the closed label filled, that are denser
+    than fat, in place.
+
+    Why: fatty or osteoporotic marrow (and the lower sacrum's) is below the bone threshold,
+    and where the cortex ring is open in the axial plane (basivertebral foramen, bones cut
+    obliquely like the sacrum) the per-slice hole filling misses it; the references hold
+    whole bones. Working grid, (i, j, k) = (+R, +A, +S) voxels."""
+    r = max(1, int(round(radius_mm / s)))
+    ball = np.add.outer(np.add.outer(np.arange(-r, r + 1) ** 2, np.arange(-r, r + 1) ** 2), np.arange(-r, r + 1) ** 2) <= r * r
+    objs = ndimage.find_objects(lab)
+    for v in labels:
+        if v - 1 >= len(objs) or objs[v - 1] is None:
+            continue
+        box = tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, n in zip(objs[v - 1], lab.shape))
+        sub = lab[box]
+        m = np.pad(sub == v, r)
+        closed = ndimage.binary_fill_holes(ndimage.binary_closing(m, structure=ball))[r:-r, r:-r, r:-r]
+        sub[closed & (sub == 0) & (hu[box] > min_hu)] = v
+
+
+def _valley_depth(a: np.ndarray) -> np.ndarray:
+    """Per voxel: how much darker it is than both of its neighbours 1 or 2 voxels away along
+    some axis (a thin dark gap between two bright plates, e.g. a joint space)."""
+    out = np.zeros(a.shape, dtype=np.float32)
+    for ax in range(3):
+        for d in (1, 2):
+            if a.shape[ax] <= 2 * d:
+                continue
+            lo = [slice(None)] * 3
+            hi = [slice(None)] * 3
+            mid = [slice(None)] * 3
+            lo[ax] = slice(0, -2 * d)
+            hi[ax] = slice(2 * d, None)
+            mid[ax] = slice(d, -d)
+            v = np.minimum(a[tuple(lo)], a[tuple(hi)]) - a[tuple(mid)]
+            o = out[tuple(mid)]
+            np.maximum(o, v, out=o)
+    return out

@@ -28,6 +28,8 @@ BONE_HU = 180.0
 #: Soft-tissue threshold for the body outline.
 BODY_HU = -400.0
 CANAL_MIN_MM2, CANAL_MAX_MM2 = 40.0, 900.0
+#: Median HU above which a candidate hole looks like marrow rather than the canal's CSF and fat.
+CANAL_MAX_MEDIAN_HU = 60.0
 #: The canal lies at most this deep in front of the skin of the back (obese patients ~100 mm).
 MAX_CANAL_DEPTH_MM = 120.0
 #: Largest hole filled inside bone per slice (mm²): vertebral bodies' marrow, not the thorax.
@@ -121,6 +123,10 @@ def track_canal(hu: np.ndarray, bone: np.ndarray, s: float) -> SpineCurves:
                             score -= 0.03 * max(0.0, d_back - MAX_CANAL_DEPTH_MM) + 0.05 * max(0.0, 15.0 - d_back)
                         if np.isfinite(body_cx[z]):
                             score -= 0.01 * max(0.0, abs(cx - body_cx[z]) * s - 30.0)
+                        # the canal holds CSF, cord and fat (median ~ -20..45 HU); a hole of
+                        # fatty marrow inside a body's cortex ring (~ 80-130 HU) is not it
+                        inner = hu[:, :, z][lab == lbl]
+                        score -= 0.02 * max(0.0, float(np.median(inner)) - CANAL_MAX_MEDIAN_HU)
                         if score > 0.35:
                             out.append((cx, cy, fy - 0.5, score))
         cands.append(out)
