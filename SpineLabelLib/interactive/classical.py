@@ -149,7 +149,8 @@ class ClassicalEngine(Engine):
         soft_clicks = self._soft_negative_clicks(req, lo, factors, ct_crop, base_fg, depth_c)
         pos, neg, neg_soft, pos_low = self._click_seeds(req, lo, factors, img_c.shape, work_sp, soft_clicks)
         if self.method == "geodesic":
-            outside = self._outside_neighbour_silhouette(req, lab_crop, factors, img_c.shape, base_c, pos, req.ct.affine, lo)
+            outside, axis = self._outside_neighbour_silhouette(req, lab_crop, factors, img_c.shape, base_c, pos,
+                                                               req.ct.affine, lo)
             fg_c, by_click, spare = self._geodesic(img_c, hu_c, work_sp, base_c, locked_c, pos, neg, outside, neg_soft,
                                                    pos_low)
         else:
@@ -163,7 +164,7 @@ class ClassicalEngine(Engine):
         by_click |= neg | pos
         target = self._to_native(fg_c, by_click, base_c, base_fg, ct_crop, factors, locked_c, spare)
         if self.method == "geodesic":
-            self._clear_soft_leaks(req, lo, ct_crop, lab_crop, base_fg, target, soft_clicks)
+            self._clear_soft_leaks(req, lo, ct_crop, base_fg, target, soft_clicks, axis)
         # the clicked voxels themselves always obey the click
         for click in req.clicks:
             rel = tuple(np.asarray(click.ijk) - lo)
@@ -199,7 +200,7 @@ class ClassicalEngine(Engine):
                 out.append((click, 0.5 * (hu + float(np.median(own))) if own.size else limit))
         return out
 
-    def _clear_soft_leaks(self, req, lo, ct_crop, lab_crop, base_fg, target, soft_clicks) -> None:
+    def _clear_soft_leaks(self, req, lo, ct_crop, base_fg, target, soft_clicks, axis) -> None:
         """A negative click on soft tissue inside the target removes, at full resolution,
         the part of the target connected to it through voxels below a threshold halfway
         between the clicked voxel and the target's median, within a slab across the spine
@@ -213,14 +214,14 @@ class ClassicalEngine(Engine):
         if not seeds:
             return
         full = np.ones((3, 3, 3), bool)
-        spacing = np.asarray(req.ct.spacing, float)
-        axis = self._spine_axis_mm(req, lab_crop, base_fg, spacing)
+        # mm along the spine per index step along i, j, k (axis: unit vector, RAS mm)
+        w = req.ct.affine[:3, :3].T @ axis if axis is not None else None
         for rel, spare_hu in seeds:
             soft_part = (base_fg | target) & (ct_crop < spare_hu)
-            if axis is not None:
-                half = max(self.leak_slab_mm, 1.01 * float(np.abs(axis) @ spacing))
-                along = sum(((np.arange(n) - r) * sp * u).reshape([-1 if a == b else 1 for b in range(3)])
-                            for a, (n, r, sp, u) in enumerate(zip(ct_crop.shape, rel, spacing, axis)))
+            if w is not None:
+                half = max(self.leak_slab_mm, 1.01 * float(np.abs(w).sum()))
+                along = sum(((np.arange(n) - r) * wa).reshape([-1 if a == b else 1 for b in range(3)])
+                            for a, (n, r, wa) in enumerate(zip(ct_crop.shape, rel, w)))
                 soft_part &= np.abs(along) <= half
             soft_part[rel] = True
             # opening by reconstruction: the flood starts from the eroded soft part around
@@ -237,28 +238,6 @@ class ClassicalEngine(Engine):
                 leak = (comp == comp[rel]) & (ndimage.distance_transform_edt(comp != comp[rel]) <= 1)
             leak[rel] = True
             target[leak] = False
-
-    @staticmethod
-    def _spine_axis_mm(req, lab_crop, base_fg, spacing):
-        """Unit vector along the spine in voxel-index-times-spacing coordinates of the crop,
-        from the centres of the target's locked neighbours (or one neighbour and the
-        target); None when no neighbour is in the crop."""
-        from .. import labels as L
-
-        present = [int(v) for v in req.locked_values if L.is_vertebra(int(v))]
-        if not present:
-            return None
-        centres = []
-        for v in L.neighbours(req.label, present):
-            if v is not None and (lab_crop == v).any():
-                centres.append(np.argwhere(lab_crop == v).mean(axis=0))
-        if len(centres) == 1 and base_fg.any():
-            centres.append(np.argwhere(base_fg).mean(axis=0))
-        if len(centres) < 2:
-            return None
-        axis = (centres[0] - centres[1]) * spacing
-        n = float(np.linalg.norm(axis))
-        return axis / n if n > 1e-6 else None
 
     # ------------------------------------------------------------------------------
     def _roi(self, req: RefineRequest, spacing) -> tuple[np.ndarray, np.ndarray]:
@@ -290,14 +269,15 @@ class ClassicalEngine(Engine):
         return lo.astype(int), hi.astype(int)
 
     def _outside_neighbour_silhouette(self, req, lab_crop, factors, shape_c, base_c, pos, affine, lo):
-        """Working-grid mask of the voxels outside the outline of the neighbouring vertebrae
-        seen along the spine (a shape prior: a vertebra is about as wide as its neighbours;
-        ribs leave that outline). None when no neighbour is in the crop."""
+        """(outside, axis): the working-grid mask of the voxels outside the outline of the
+        neighbouring vertebrae seen along the spine (a shape prior: a vertebra is about as
+        wide as its neighbours; ribs leave that outline), and the spine's direction there
+        (unit vector, RAS mm). (None, None) when no neighbour is in the crop."""
         from .. import labels as L
 
         present = [int(v) for v in req.locked_values if L.is_vertebra(int(v))]
         if not present:
-            return None
+            return None, None
         up_v, down_v = L.neighbours(req.label, present)
         masks = []
         for v in (up_v, down_v):
@@ -307,7 +287,7 @@ class ClassicalEngine(Engine):
             if m.sum() >= 20:
                 masks.append(m)
         if not masks:
-            return None
+            return None, None
         f = np.asarray(factors, dtype=float)
         # working-grid index -> world mm (block centres)
         a_c = affine.copy()
@@ -323,7 +303,7 @@ class ClassicalEngine(Engine):
             else:
                 axis = np.array([0.0, 0.0, 1.0])
         if np.linalg.norm(axis) < 1e-6:
-            return None
+            return None, None
         axis = axis / np.linalg.norm(axis)
         e1 = np.cross(axis, [1.0, 0.0, 0.0] if abs(axis[0]) < 0.9 else [0.0, 1.0, 0.0])
         e1 /= np.linalg.norm(e1)
@@ -351,7 +331,7 @@ class ClassicalEngine(Engine):
         sil = ndimage.binary_closing(sil, iterations=2)
         sil = ndimage.binary_fill_holes(sil)
         sil = ndimage.binary_dilation(sil, structure=(yy ** 2 + xx ** 2) <= r * r)
-        return (~sil[iu, iv]).astype(np.float32)
+        return (~sil[iu, iv]).astype(np.float32), axis
 
     def _click_seeds(self, req, lo, factors, shape_c, work_sp, soft_clicks):
         """Working-grid seed masks: positive, negative, and the negative clicks made on soft
