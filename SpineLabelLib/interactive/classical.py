@@ -151,8 +151,9 @@ class ClassicalEngine(Engine):
         if self.method == "geodesic":
             outside, axis = self._outside_neighbour_silhouette(req, lab_crop, factors, img_c.shape, base_c, pos,
                                                                req.ct.affine, lo)
+            spare_hu = min((h for _c, h in soft_clicks), default=None)
             fg_c, by_click, spare = self._geodesic(img_c, hu_c, work_sp, base_c, locked_c, pos, neg, outside, neg_soft,
-                                                   pos_low)
+                                                   pos_low, spare_hu)
         else:
             fg_c, by_click = self._random_walker(img_c, work_sp, base_c, locked_c, pos, neg)
             spare = None
@@ -361,7 +362,12 @@ class ClassicalEngine(Engine):
         return pos, neg, neg_soft & neg, pos_low & pos
 
     # ------------------------------------------------------------------------------
-    def _geodesic(self, img, hu, sp, base_c, locked_c, pos, neg, outside=None, neg_soft=None, pos_low=None):
+    def _geodesic(self, img, hu, sp, base_c, locked_c, pos, neg, outside, neg_soft, pos_low, spare_hu):
+        """Working-grid decision (target mask, decided-by-a-click mask, spare) of the geodesic
+        competition (module docstring, step 3). neg_soft / pos_low: the negative clicks on a
+        soft-tissue leak and the positive clicks on low-density bone (judged on the CT
+        voxels, see _soft_negative_clicks and _click_seeds); spare_hu: HU from which a
+        soft-tissue click never clears (None without such clicks)."""
         from scipy import ndimage
 
         grad = ndimage.gaussian_gradient_magnitude(img, sigma=1.0) / float(np.mean(sp))
@@ -385,7 +391,7 @@ class ClassicalEngine(Engine):
         # tissue; judged on the clicked voxel, see _click_seeds) grows without the
         # soft-tissue toll: only edges (the cortex) stop it
         pos = pos & ~locked_c
-        pos_low = pos_low & pos if pos_low is not None else pos & (hu < soft_hu + 30.0)
+        pos_low = pos_low & pos
         d_pos = np.full(img.shape, inf)
         if (pos & ~pos_low).any():
             d_pos = _geodesic_distance(cost_fg, sp, pos & ~pos_low, self.delta)
@@ -405,19 +411,16 @@ class ClassicalEngine(Engine):
                                 + (self.gamma_outside * outside if outside is not None else 0.0))
             d_pos = np.minimum(d_pos, _geodesic_distance(cost_low, sp, pos_low, self.delta))
         # a negative click on soft tissue (a leak into a disc or muscle) clears the soft
-        # tissue it reaches and never the bone behind it: blocks denser than halfway
-        # between the click and the target's own bone are impassable to it (a relative
-        # threshold: trabecular bone is ~250 HU on a thin-slice scan, ~120 on a 3 mm one);
-        # one on bone (a merged neighbour, a rib) clears bone up to its edges
-        on_soft = neg_soft if neg_soft is not None else neg & (hu < soft_hu)
+        # tissue it reaches and never the bone behind it: blocks from ``spare_hu`` (halfway
+        # between the clicked voxel and the target's median) are impassable to it; one on
+        # bone (a merged neighbour, a rib) clears bone up to its edges
+        on_soft = neg_soft
         d_neg = np.full(img.shape, inf)
         if (neg & ~on_soft).any():
-            # the same metric as the foreground's (without the outline toll), so a negative
-            # click competes on equal terms with earlier positive ones: the boundary falls
-            # at the weakest link between them (a joint, a disc), not wherever the
-            # positive's cheap path through bright bone happens to end
-            # (no soft-tissue toll: on thick-slice CT a merged neighbour's marrow is as dark
-            # as soft tissue, and the click must clear it)
+            # the foreground's metric without its outline and soft-tissue tolls: a negative
+            # click competes on equal terms with earlier positive ones, so the boundary falls
+            # at the weakest link between them (a joint, a disc), and it clears a merged
+            # neighbour's marrow, which on thick-slice CT is as dark as soft tissue
             cost_bg = 1.0 + self.beta * edges * (1.0 - bright)
             # how far a click on the target's bone reaches depends on how deep inside the
             # target it was made: a click near the border removes a thin rim, one deep in a
@@ -436,9 +439,6 @@ class ClassicalEngine(Engine):
                 d_neg = np.minimum(d_neg, _geodesic_distance(cost_out, sp, out_clicks, self.delta))
         spare = None
         if on_soft.any():
-            own = hu[base_c & ~on_soft]
-            own_bone = float(np.median(own)) if own.size else soft_hu + 130.0
-            spare_hu = 0.5 * (float(np.mean(hu[on_soft])) + max(own_bone, soft_hu))
             cost_soft = np.where(hu >= spare_hu, big, 1.0 + self.beta * edges)
             d_soft = _geodesic_distance(cost_soft, sp, on_soft, self.delta)
             spare = (d_soft < np.minimum(d_neg, self.delta), spare_hu)
