@@ -101,10 +101,10 @@ def test_classical_real_totalseg_example(ts_case, classical_ts):
     res = classical_ts
     assert res.mask.same_grid(ct)
     m = evaluate_case(gt, res.mask, body_centroids(gt), res.centroids_ijk)
-    # regression floors just under the measured 0.875 / 0.696 (the benchmark reports the
+    # regression floors just under the measured 0.875 / 0.712 (the benchmark reports the
     # exact figures against the targets)
     assert m.id_rate >= 0.85
-    assert m.dice_mean >= 0.67
+    assert m.dice_mean >= 0.69
     assert all(0 <= c <= 1 for c in res.confidence.values())
     assert all(res.reasons[v] for v in res.labels)
     assert any("sacrum" in r for r in res.reasons[20])
@@ -113,15 +113,16 @@ def test_classical_real_totalseg_example(ts_case, classical_ts):
 def test_classical_real_chest_ct_with_thin_discs():
     """LIDC-IDRI-0001 (0.7x0.7x2.5 mm, C5-L3): discs show as bright smeared endplate bands,
     not dips; body centres are found from the endplate-edge profile and labels from the
-    ribs attached to each vertebra. Measured id.rate 0.944, Dice 0.596 (was 0.0 / 0.0; the
-    contrast-filled aorta against T6 is no longer flooded into the vertebra)."""
+    ribs attached to each vertebra. Measured id.rate 0.944, Dice 0.686 (was 0.0 / 0.0; the
+    contrast-filled aorta against T6 is no longer flooded into the vertebra; 0.596 before
+    each vertebra's pedicles and laminae were seeded in its own frame)."""
     ct = load_image(DATA / "lidc0001_chest" / "ct.nii.gz")
     gt = ct.with_array(totalseg_to_verse(load_image(DATA / "lidc0001_chest" / "seg_totalseg_labels.nii.gz").array))
     res = get_engine("classical").segment(ct)
     assert res.mask.same_grid(ct)
     m = evaluate_case(gt, res.mask, body_centroids(gt), res.centroids_ijk)
     assert m.id_rate >= 0.9
-    assert m.dice_mean >= 0.57
+    assert m.dice_mean >= 0.66
     assert any("rib" in n for n in res.notes)
 
 

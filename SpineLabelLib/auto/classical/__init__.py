@@ -15,7 +15,10 @@ Pipeline (each step in its own module):
    (posterior elements through the pedicles); ribs, pelvis and sternum go to a
    competing marker; thin dark gaps between bright plates (joints) flood last; thick
    objects flooded through a narrow contact in front of the canal (a contrast-filled
-   aorta) are dropped.
+   aorta) are dropped. The output mask is flooded a second time with each vertebra's
+   pedicles and laminae also seeded, in the plane through its body's mid-level
+   perpendicular to the body curve, so the caudally slanting posterior elements go to
+   their own vertebra (the anchors below are measured on the first flood).
 5. :mod:`.anchors` — ribs *attached* to each separated vertebra (unlabelled bone pieces
    reaching 40 mm lateral, assigned to the vertebra they touch most), iliac wings,
    sacrum, skull base, and each segment's pitch.
@@ -176,6 +179,7 @@ class ClassicalEngine(Engine):
             return self._empty(ct, notes + ["no vertebra found along the spine curve (no disc-bounded segment)"], t)
         step(0.5, "separating vertebrae", "discs")
         lab = separate.separate(hu, filled, curves, prof, segs, s, disc_idx, spine.BONE_HU)
+        all_segs = segs
         step(0.75, "anchors and labels", "separate")
         # the curve may run into the skull base: a huge top piece without a disc above is
         # the occiput, not a vertebra (then it anchors C1 below it)
@@ -208,6 +212,10 @@ class ClassicalEngine(Engine):
         notes += result.notes
         # kept for inspection (debugging scripts, the benchmark's per-vertebra report)
         self.last_debug = {"features": feats, "values": result.values, "skull_mm2": skull}
+        # the mask: separate again with each vertebra's posterior ring seeded (see separate())
+        lab = separate.separate(hu, filled, curves, prof, all_segs, s, disc_idx, spine.BONE_HU, ring_seeds=True)
+        if skull_piece:
+            lab = np.where(lab > 1, lab - 1, 0).astype(lab.dtype)
         sacrum_core = None
         if result.values and result.values[-1] == SACRUM and not segs[-1].caudal_disc:
             sacrum_core = np.zeros(len(segs) + 2, dtype=np.uint8)  # centroid from the tracked (S1-S2) part

@@ -1,7 +1,8 @@
 """Separation of the spine's bone into whole vertebrae (body + posterior elements).
 
 Markers: the core of each vertebral body (the body-curve points between two detected
-discs, away from the endplates, widened to a ball of filled bone). A competing marker
+discs, away from the endplates, widened to a ball of filled bone) and, optionally, its
+pedicles and laminae in the plane of the body's mid-level. A competing marker
 holds bone that cannot belong to a vertebra (far lateral: ribs and iliac wings; far
 anterior: sternum; far posterior). A marker-controlled watershed on the inverted CT
 then floods the bone mask from these markers: posterior elements join their own body
@@ -58,8 +59,14 @@ def segments_from_discs(n: int, discs: list[int], min_partial: int = 4) -> list[
 
 
 def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: Profile, segments: list[Segment],
-             s: float, discs: list[int] | None = None, bone_hu: float = 180.0) -> np.ndarray:
-    """Working-grid label map: 1..len(segments) (head to feet), 0 elsewhere."""
+             s: float, discs: list[int] | None = None, bone_hu: float = 180.0,
+             ring_seeds: bool = False) -> np.ndarray:
+    """Working-grid label map: 1..len(segments) (head to feet), 0 elsewhere.
+
+    ``ring_seeds``: also seed each vertebra's pedicles and laminae in its own frame
+    (:func:`_posterior_ring_markers`), so the posterior elements go to their own vertebra.
+    The rib anchors are measured on the map without them (the rib contacts with the
+    transverse processes the labelling was tuned on); the output mask uses them."""
     from skimage.segmentation import watershed
 
     nx, ny, nz = hu.shape
@@ -77,6 +84,8 @@ def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: P
             bsl = tuple(slice(sl[a].start - (c[a] - r), sl[a].stop - (c[a] - r)) for a in range(3))
             region = markers[sl]
             region[ball[bsl] & (region == 0)] = idx
+    if ring_seeds:
+        _posterior_ring_markers(markers, hu > bone_hu, curves, profile, segments, s)
     # cancellous bone: above a level between the marrow seen along the body curve and
     # muscle (elderly marrow can be ~100 HU, below any fixed bone threshold)
     marrow = float(np.median(profile.hu)) if len(profile.hu) else 200.0
@@ -137,6 +146,71 @@ def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: P
             sub = out[b]
             sub[m & ~keep[cl]] = 0
     return out
+
+
+#: Half-extent (mm) of the posterior-ring seed around the canal centre: lateral (pedicles,
+#: laminae; the rib joints on the transverse processes lie beyond it) and posterior (laminae
+#: only: the spinous process of the vertebra above slants down past this level further back).
+RING_LATERAL_MM = 14.0
+RING_POSTERIOR_MM = 20.0
+#: How far (mm) in front of the canal centre the seed reaches (the pedicles' roots).
+RING_ANTERIOR_MM = 8.0
+
+
+def _posterior_ring_markers(markers: np.ndarray, bone: np.ndarray, curves: SpineCurves, profile: Profile,
+                            segments: list[Segment], s: float) -> None:
+    """Seed each vertebra's pedicles and laminae, in place: the bone around the spinal canal
+    in the plane through the body's mid-level perpendicular to the body curve's tangent.
+
+    Why: flooded from the body core alone, the posterior elements (which slant caudally and
+    lie level with the disc below or the next body) are reached as soon from the neighbour
+    as from their own body. At a body's mid-level, in the vertebra's own frame (not an axial
+    slice, which tilts through two vertebrae in kyphosis or lordosis), the ring around the
+    canal is that vertebra's pedicles and laminae. Working grid (i, j, k) = (+R, +A, +S)
+    voxels; the grid is isotropic, so the tangent (a world direction) is also a voxel one."""
+    half = 0.75  # voxels each side of the plane: a one-voxel-thick slab
+    for idx, seg in enumerate(segments, start=1):
+        if seg.length < 8:  # a piece cut by the field of view: no reliable mid-level
+            continue
+        m = (seg.start + seg.end) // 2
+        p, t = profile.points[m], profile.tangent[m]
+        c = _canal_in_plane(curves, p, t, s)
+        if c is None:
+            continue
+        ant = (p - c) - np.dot(p - c, t) * t  # anterior, within the plane
+        if np.linalg.norm(ant) < 1e-6:
+            continue
+        ant /= np.linalg.norm(ant)
+        lat = np.cross(t, ant)
+        R = int(np.ceil(max(RING_LATERAL_MM, RING_POSTERIOR_MM) / s)) + 2
+        lo = np.maximum(np.floor(c - R).astype(int), 0)
+        hi = np.minimum(np.ceil(c + R).astype(int) + 1, np.asarray(bone.shape))
+        if np.any(hi <= lo):
+            continue
+        g = np.mgrid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
+        rel = g - c[:, None, None, None].astype(np.float32)
+        along = np.tensordot(t.astype(np.float32), rel, axes=1)
+        a = np.tensordot(ant.astype(np.float32), rel, axes=1) * s
+        l = np.tensordot(lat.astype(np.float32), rel, axes=1) * s
+        seed = (np.abs(along) <= half) & (np.abs(l) <= RING_LATERAL_MM) & (a <= RING_ANTERIOR_MM) & (a >= -RING_POSTERIOR_MM)
+        sub = markers[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        sub[seed & bone[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] & (sub == 0)] = idx
+
+
+def _canal_in_plane(curves: SpineCurves, p: np.ndarray, t: np.ndarray, s: float,
+                    tol_vox: float = 1.5) -> np.ndarray | None:
+    """The canal-centre point (i, j, k working voxels) nearest to the plane through the body
+    point ``p`` perpendicular to the unit tangent ``t``, searched over the slices within 25 mm
+    of ``p``; None when no tracked canal point lies within ``tol_vox`` of the plane."""
+    best, best_d = None, tol_vox
+    for z in range(max(curves.z_lo, int(p[2] - 25 / s)), min(curves.z_hi, int(p[2] + 25 / s)) + 1):
+        c = np.array([curves.canal[z, 0], curves.canal[z, 1], z], float)
+        if not np.all(np.isfinite(c)):
+            continue
+        d = abs(float(np.dot(t, c - p)))
+        if d <= best_d:
+            best, best_d = c, d
+    return best
 
 
 #: Erosion radius (mm): only a vertebral body (or a vessel tube beside it) is thicker than twice this.
