@@ -52,7 +52,7 @@ def proposal_starts(ct, gt, lab_values):
     """Start states from the weight-free automatic engine's output (see the module doc)."""
     from SpineLabelLib.auto.base import get_engine
 
-    matched = match_to_reference(get_engine("classical").segment(ct).mask, gt)
+    matched = match_to_reference(get_engine("classical").segment(ct).mask.array, gt)
     for lab in lab_values:
         yield lab, "auto", start_from_proposal(gt, matched, lab)
 

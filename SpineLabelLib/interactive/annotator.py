@@ -197,6 +197,9 @@ def match_to_reference(proposal: np.ndarray, reference: np.ndarray) -> np.ndarra
     renamed to the reference label it overlaps most (0 when it overlaps none): the label
     sequence an annotator fixes first (shift, insert, ...) before correcting voxels, so that
     click-to-correct is measured on the voxels alone."""
+    proposal = np.asarray(proposal)
+    if proposal.shape != reference.shape:
+        raise ValueError(f"proposal {proposal.shape} and reference {reference.shape} are not on one grid")
     out = np.zeros_like(reference)
     for v in np.unique(proposal):
         if v == 0:

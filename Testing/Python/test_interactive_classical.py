@@ -215,6 +215,8 @@ def test_start_states_from_an_automatic_proposal():
     assert (start == 21).sum() == (proposal == 9).sum() - 0  # its voxels, on background or itself
     assert np.array_equal(start[ref == 20], ref[ref == 20]) and np.array_equal(start == 22, ref == 22)
     assert start_from_proposal(ref, matched, 22) is None
+    with pytest.raises(ValueError, match="not on one grid"):
+        match_to_reference(proposal[:, :, :20], ref)
 
 
 def test_annotator_clicks_interior_of_largest_error():
