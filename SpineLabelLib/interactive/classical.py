@@ -217,28 +217,33 @@ class ClassicalEngine(Engine):
         full = np.ones((3, 3, 3), bool)
         # mm along the spine per index step along i, j, k (axis: unit vector, RAS mm)
         w = req.ct.affine[:3, :3].T @ axis if axis is not None else None
+        half_box = np.ceil(self.reach_mm / np.asarray(req.ct.spacing)).astype(int)
         for rel, spare_hu in seeds:
-            soft_part = (base_fg | target) & (ct_crop < spare_hu)
+            # work in a box of reach_mm around the click (a disc is ~50 mm across): the
+            # full-resolution crop of a thin-slice CT is millions of voxels
+            box = tuple(slice(max(r - h, 0), min(r + h + 1, n)) for r, h, n in zip(rel, half_box, ct_crop.shape))
+            at = tuple(r - b.start for r, b in zip(rel, box))
+            soft_part = (base_fg[box] | target[box]) & (ct_crop[box] < spare_hu)
             if w is not None:
                 half = max(self.leak_slab_mm, 1.01 * float(np.abs(w).sum()))
-                along = sum(((np.arange(n) - r) * wa).reshape([-1 if a == b else 1 for b in range(3)])
-                            for a, (n, r, wa) in enumerate(zip(ct_crop.shape, rel, w)))
+                along = sum(((np.arange(b.start, b.stop) - r) * wa).reshape([-1 if a == c else 1 for c in range(3)])
+                            for a, (b, r, wa) in enumerate(zip(box, rel, w)))
                 soft_part &= np.abs(along) <= half
-            soft_part[rel] = True
+            soft_part[at] = True
             # opening by reconstruction: the flood starts from the eroded soft part around
             # the click and may not squeeze through one-voxel gaps (a thin or blurred
             # endplate) into the marrow behind them
             core = ndimage.binary_erosion(soft_part, structure=full)
             comp, _n = ndimage.label(core, structure=full)
-            near = comp[tuple(slice(max(r - 1, 0), r + 2) for r in rel)]
+            near = comp[tuple(slice(max(r - 1, 0), r + 2) for r in at)]
             ids = np.unique(near[near > 0])
             if ids.size:
                 leak = ndimage.binary_dilation(np.isin(comp, ids), structure=full) & soft_part
-            else:  # a leak thinner than 3 voxels: only its connected part next to the click
+            else:  # a leak thinner than 3 voxels: its connected part at the click
                 comp, _n = ndimage.label(soft_part, structure=full)
-                leak = (comp == comp[rel]) & (ndimage.distance_transform_edt(comp != comp[rel]) <= 1)
-            leak[rel] = True
-            target[leak] = False
+                leak = comp == comp[at]
+            leak[at] = True
+            target[box][leak] = False
 
     # ------------------------------------------------------------------------------
     def _roi(self, req: RefineRequest, spacing) -> tuple[np.ndarray, np.ndarray]:
