@@ -187,6 +187,7 @@ class ClassicalEngine(Engine):
         Each comes with the HU below which its flood may remove voxels: halfway between the
         click and the target's median."""
         own = ct_crop[base_fg]
+        own_median = float(np.median(own)) if own.size else None
         limit = self.soft_hu + 30.0
         out = []
         for click in req.clicks:
@@ -198,7 +199,7 @@ class ClassicalEngine(Engine):
                 continue
             hu = float(ct_crop[tuple(rel)])
             if hu < limit and depth_c[tuple(c)] <= self.leak_depth_mm:
-                out.append((click, 0.5 * (hu + float(np.median(own))) if own.size else limit))
+                out.append((click, 0.5 * (hu + own_median) if own_median is not None else limit))
         return out
 
     def _clear_soft_leaks(self, req, lo, ct_crop, base_fg, target, soft_clicks, axis) -> None:

@@ -72,7 +72,7 @@ def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: P
     nx, ny, nz = hu.shape
     markers = np.zeros(hu.shape, dtype=np.int32)
     r = max(1, int(round(CORE_RADIUS_MM / s)))
-    ball = np.add.outer(np.add.outer(np.arange(-r, r + 1) ** 2, np.arange(-r, r + 1) ** 2), np.arange(-r, r + 1) ** 2) <= r * r
+    ball = _ball(r)
     for idx, seg in enumerate(segments, start=1):
         g = max(3, int(0.25 * seg.length))
         lo, hi = seg.start + g, seg.end - g
@@ -230,7 +230,7 @@ def _drop_thick_appendages(out: np.ndarray, markers: np.ndarray, curves: SpineCu
     not hold the vertebra's own marker are dropped with what grows back from them.
     Working grid (i, j, k) = (+R, +A, +S)."""
     r = max(1, int(round(APPENDAGE_ERODE_MM / s)))
-    ball = np.add.outer(np.add.outer(np.arange(-r, r + 1) ** 2, np.arange(-r, r + 1) ** 2), np.arange(-r, r + 1) ** 2) <= r * r
+    ball = _ball(r)
     min_vox = APPENDAGE_MIN_MM3 / s ** 3
     objs = ndimage.find_objects(out)
     for idx in range(1, min(n_seg, len(objs)) + 1):
@@ -326,7 +326,7 @@ def fill_marrow(lab: np.ndarray, hu: np.ndarray, labels, s: float, radius_mm: fl
     obliquely like the sacrum) the per-slice hole filling misses it; the references hold
     whole bones. Working grid, (i, j, k) = (+R, +A, +S) voxels."""
     r = max(1, int(round(radius_mm / s)))
-    ball = np.add.outer(np.add.outer(np.arange(-r, r + 1) ** 2, np.arange(-r, r + 1) ** 2), np.arange(-r, r + 1) ** 2) <= r * r
+    ball = _ball(r)
     objs = ndimage.find_objects(lab)
     for v in labels:
         if v - 1 >= len(objs) or objs[v - 1] is None:
@@ -337,6 +337,12 @@ def fill_marrow(lab: np.ndarray, hu: np.ndarray, labels, s: float, radius_mm: fl
         closed = ndimage.binary_fill_holes(ndimage.binary_closing(m, structure=ball))[r:-r, r:-r, r:-r]
         sub[closed & (sub == 0) & (hu[box] > min_hu)] = v
 
+
+
+def _ball(r: int) -> np.ndarray:
+    """Boolean 3D ball of radius ``r`` voxels (isotropic working grid), shape (2r+1,)*3."""
+    d = np.arange(-r, r + 1) ** 2
+    return np.add.outer(np.add.outer(d, d), d) <= r * r
 
 def _valley_depth(a: np.ndarray) -> np.ndarray:
     """Per voxel: how much darker it is than both of its neighbours 1 or 2 voxels away along
