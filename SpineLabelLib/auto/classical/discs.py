@@ -15,7 +15,9 @@ points are working voxel indices) is resampled by arc length t, 1 mm steps, head
 * :func:`detect_centres`: dynamic programming over candidate calm minima with a pitch
   regularity prior (consecutive centre-to-centre distances change slowly), an edge peak
   required between consecutive centres, and a penalty for chains that alternate body /
-  thick-disc centres (different HU and calm width).
+  thick-disc centres (different HU and calm width); the chain is then extended by one
+  pitch above its top centre where the profile runs on for a whole body (a top vertebra
+  whose upper endplate shows no edge at the field of view's edge).
 * :func:`discs_from_centres`: one disc between consecutive centres (weighted centre of
   the edge band), plus one beyond each end centre when the profile reaches past it.
 """
@@ -217,7 +219,32 @@ def detect_centres(E: np.ndarray, level: np.ndarray | None = None, reg_weight: f
         k = back[i, j]
         chain.append(k)
         i, j = k, i
-    return sorted(cand[c] for c in chain)
+    return _extend_chain(sorted(cand[c] for c in chain), cand)
+
+
+#: A chain end is extended when the profile reaches this many pitches beyond it.
+EXTEND_PITCHES = 1.3
+
+
+def _extend_chain(centres: list[int], cand: list[int]) -> list[int]:
+    """Add a body centre above the head end of the chain where the profile runs on for more
+    than EXTEND_PITCHES times the top pitch (room for a whole body and its disc): the calm
+    candidate nearest to one pitch above, within a quarter pitch, else one pitch above.
+
+    Why: the chain needs an edge peak on both sides of a centre; at the edge of the field
+    of view the top body may show no clear edge beyond its upper endplate (a cut
+    cervicothoracic junction on 2.5 mm slices), and the vertebra would be merged into its
+    neighbour's segment. Vertebral heights change slowly, so one pitch is where it is.
+    Only at the head end: below the last centre the profile runs on into the sacrum, whose
+    fused segments are one bone (an extra centre there would split it)."""
+    if len(centres) < 2:
+        return centres
+    pitch = centres[1] - centres[0]
+    if centres[0] < EXTEND_PITCHES * pitch:
+        return centres
+    want = centres[0] - pitch
+    near = [c for c in cand if abs(c - want) <= 0.25 * pitch]
+    return [min(near, key=lambda c: abs(c - want)) if near else want] + centres
 
 
 def discs_from_centres(E: np.ndarray, centres: list[int]) -> list[int]:

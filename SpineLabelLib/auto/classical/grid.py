@@ -64,9 +64,27 @@ def resample_slabwise(image: Image, shape, affine: np.ndarray, order: int, fill:
             block = block.astype(np.float32, copy=False)
         m = inv_in @ slab_aff
         m[:3, 3] -= lo
-        out[:, :, k0:k1] = ndimage.affine_transform(block, m[:3, :3], offset=m[:3, 3], output_shape=slab_shape,
-                                                    order=order, mode="constant", cval=fill, prefilter=False)
+        # "nearest" beyond the outermost voxel centres, then ``fill`` only outside the
+        # input's voxels: a working voxel whose centre lies in the input's last half voxel
+        # is still inside the field of view (a constant fill there would blend air into
+        # the bone cut by the field of view and lose the edge slices)
+        res = ndimage.affine_transform(block, m[:3, :3], offset=m[:3, 3], output_shape=slab_shape,
+                                       order=order, mode="nearest", prefilter=False)
+        res[~_inside_input(m, slab_shape, lo, image.shape)] = fill
+        out[:, :, k0:k1] = res
     return out
+
+
+def _inside_input(block_from_out: np.ndarray, out_shape, lo, in_shape) -> np.ndarray:
+    """Boolean (out_shape): output voxels whose centre lies within the input's voxels
+    (index -0.5 .. n - 0.5 on every axis); ``block_from_out`` maps output indices to
+    indices of the block that starts at input index ``lo``."""
+    inside = np.ones(out_shape, dtype=bool)
+    grids = np.indices(out_shape, dtype=np.float32)
+    for a in range(3):
+        idx = sum(block_from_out[a, c] * grids[c] for c in range(3)) + block_from_out[a, 3] + lo[a]
+        inside &= (idx >= -0.5) & (idx <= in_shape[a] - 0.5)
+    return inside
 
 
 def to_working(ct: Image, spacing: float, max_voxels: int = MAX_WORK_VOXELS) -> Image:

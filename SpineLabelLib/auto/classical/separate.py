@@ -333,8 +333,16 @@ def fill_marrow(lab: np.ndarray, hu: np.ndarray, labels, s: float, radius_mm: fl
             continue
         box = tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, n in zip(objs[v - 1], lab.shape))
         sub = lab[box]
-        m = np.pad(sub == v, r)
-        closed = ndimage.binary_fill_holes(ndimage.binary_closing(m, structure=ball))[r:-r, r:-r, r:-r]
+        closed = ndimage.binary_closing(np.pad(sub == v, r), structure=ball)
+        # a bone cut by the field of view is open towards the cut: cap the image's faces
+        # so that its marrow counts as enclosed (else the last slices keep only the cortex)
+        for ax, (b, n) in enumerate(zip(box, lab.shape)):
+            for at_edge, face in ((b.start == 0, slice(0, r)), (b.stop == n, slice(-r, None))):
+                if at_edge:
+                    idx = [slice(None)] * 3
+                    idx[ax] = face
+                    closed[tuple(idx)] = True
+        closed = ndimage.binary_fill_holes(closed)[r:-r, r:-r, r:-r]
         sub[closed & (sub == 0) & (hu[box] > min_hu)] = v
 
 
