@@ -43,6 +43,13 @@ whole blocks of CT voxels inside the crop):
    that look like bone are kept (above halfway between soft tissue and the added bone's
    cortex, at least ``snap_hu``). Soft-tissue negative clicks are applied here, on the CT
    voxels themselves (a 5 mm disc vanishes in the working grid's block means).
+5. **The neighbours' surface convention** (``calibrate_boundary``): the locked
+   neighbours in the crop show where the reference puts a surface within a voxel of
+   partial volume (the HU level that best separates their outermost voxels from the
+   background touching them). Inside what the clicks decided, the target's surface
+   takes one step towards it: outermost voxels below that level leave, and, where the
+   target stops short of it (the background around it brighter than around the
+   neighbours), background voxels above it join.
 
 Every rule above was kept or dropped by measurement with the simulated annotator
 (benchmarks/bench_interactive_annotator.py; the figures are in BENCHMARKS.md).
@@ -51,6 +58,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -79,6 +87,7 @@ class ClassicalEngine(Engine):
         gamma_outside: float = 4.0,
         outline_margin_mm: float = 6.0,
         snap_hu: float = 180.0,
+        calibrate_boundary: bool = True,
         click_radius_mm: float = 1.5,
         rw_beta: float = 90.0,
         rw_gamma: float = 2e-3,
@@ -107,6 +116,7 @@ class ClassicalEngine(Engine):
         self.gamma_outside = float(gamma_outside)
         self.outline_margin_mm = float(outline_margin_mm)
         self.snap_hu = float(snap_hu)
+        self.calibrate_boundary = bool(calibrate_boundary)
         self.click_radius_mm = float(click_radius_mm)
         self.rw_beta = float(rw_beta)
         self.rw_gamma = float(rw_gamma)
@@ -166,6 +176,13 @@ class ClassicalEngine(Engine):
         target = self._to_native(fg_c, by_click, base_c, base_fg, ct_crop, factors, locked_c, spare)
         if self.method == "geodesic":
             self._clear_soft_leaks(req, lo, ct_crop, base_fg, target, soft_clicks, axis)
+        if self.calibrate_boundary and by_click.any():
+            decided = ndimage.binary_dilation(_block_up(by_click, factors, base_fg.shape))
+            convention = neighbour_surface(ct_crop, lab_crop, locked)
+            if convention is not None:
+                # what a click decided is background (a cleared neighbour's bone) never joins
+                no_join = _block_up(by_click & ~fg_c, factors, base_fg.shape)
+                snap_to_surface(target, ct_crop, decided & ((lab_crop == 0) | base_fg), locked, convention, no_join)
         # the clicked voxels themselves always obey the click
         for click in req.clicks:
             rel = tuple(np.asarray(click.ijk) - lo)
@@ -538,6 +555,81 @@ class ClassicalEngine(Engine):
             rim_c = ndimage.binary_dilation(added_c) & ~fg_c & ~by_click & ~locked_c
             target[up(rim_c) & bone] = True
         return target
+
+
+# ----------------------------------------------------------------------------------
+# the boundary convention of the neighbours
+# ----------------------------------------------------------------------------------
+#: Fewest voxels on each side of the neighbours' surface for a calibration.
+MIN_BOUNDARY_VOXELS = 100
+
+
+@dataclass(frozen=True)
+class SurfaceConvention:
+    """How the finished neighbours' surfaces sit in the CT: the HU ``level`` that best
+    separates their outermost voxels from the background voxels touching them (fewest
+    misclassified on both sides), and the median HU of each of those two layers."""
+
+    level: float
+    inside_median: float
+    outside_median: float
+
+
+def _surface_layers(inside_of: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(outermost voxels of ``inside_of`` touching ``free``, ``free`` voxels touching it)."""
+    from scipy import ndimage
+
+    six = ndimage.generate_binary_structure(3, 1)
+    return inside_of & ndimage.binary_dilation(free, six), free & ndimage.binary_dilation(inside_of, six)
+
+
+def neighbour_surface(ct_crop: np.ndarray, lab_crop: np.ndarray, locked: np.ndarray) -> SurfaceConvention | None:
+    """The locked neighbours' :class:`SurfaceConvention` in the crop, or None when it holds
+    fewer than MIN_BOUNDARY_VOXELS on either side of their surface.
+
+    Why: where a vertebra's surface lies within a voxel of partial volume is a convention
+    of whoever drew the reference (a phantom's 50 % iso-surface, TotalSegmentator's wider
+    outline on thick slices); the finished neighbours show it, so the corrected vertebra
+    follows the same one. Arrays (i, j, k) on the CT grid, crop-sized."""
+    in_layer, out_layer = _surface_layers(locked, lab_crop == 0)
+    inside = np.sort(ct_crop[in_layer].astype(np.float32))
+    outside = np.sort(ct_crop[out_layer].astype(np.float32))
+    if len(inside) < MIN_BOUNDARY_VOXELS or len(outside) < MIN_BOUNDARY_VOXELS:
+        return None
+    levels = np.percentile(np.concatenate([inside, outside]), np.arange(2, 98))
+    wrong = np.searchsorted(inside, levels) + (len(outside) - np.searchsorted(outside, levels))
+    return SurfaceConvention(float(levels[int(np.argmin(wrong))]), float(np.median(inside)), float(np.median(outside)))
+
+
+#: The background layer around the target counts as brighter than the neighbours' when its
+#: median HU exceeds theirs by more than this fraction of their inside/outside contrast.
+SURFACE_TOLERANCE = 0.15
+
+
+def snap_to_surface(target: np.ndarray, ct_crop: np.ndarray, allowed: np.ndarray, locked: np.ndarray,
+                    convention: SurfaceConvention, no_join: np.ndarray) -> None:
+    """One step of the target's surface towards the neighbours' convention (in place,
+    inside ``allowed``, never on ``locked``): its outermost voxels below
+    ``convention.level`` leave; and when the background layer touching it is brighter than
+    the one touching the neighbours (it stops short of the surface), those background
+    voxels above the level join, except ``no_join`` (what a click cleared). Both layers
+    are judged before the step.
+
+    Why the join is conditional: the geodesic growth already takes the partial-volume rim
+    on sharp (phantom, thin-slice) surfaces, where joining more adds a layer to every leak;
+    it stops short of a wide convention (TotalSegmentator on 3 mm slices). Measured with
+    the simulated annotator (quick set: phantoms NoC@90 7.26 -> 5.52)."""
+    allowed = allowed & ~locked
+    in_layer, out_layer = _surface_layers(target & allowed, ~target & ~locked & allowed)
+    if not in_layer.any() or not out_layer.any():
+        return
+    tol = SURFACE_TOLERANCE * max(convention.inside_median - convention.outside_median, 1.0)
+    join = None
+    if float(np.median(ct_crop[out_layer])) > convention.outside_median + tol:
+        join = out_layer & ~no_join & (ct_crop >= convention.level)
+    target[in_layer & (ct_crop < convention.level)] = False
+    if join is not None:
+        target[join] = True
 
 
 # ----------------------------------------------------------------------------------
