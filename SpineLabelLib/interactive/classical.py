@@ -177,12 +177,16 @@ class ClassicalEngine(Engine):
         if self.method == "geodesic":
             self._clear_soft_leaks(req, lo, ct_crop, base_fg, target, soft_clicks, axis)
         if self.calibrate_boundary and by_click.any():
-            decided = ndimage.binary_dilation(_block_up(by_click, factors, base_fg.shape))
-            convention = neighbour_surface(ct_crop, lab_crop, locked)
+            # only around what the clicks decided (the full-resolution crop of a thin-slice
+            # CT is millions of voxels), with the neighbours' surfaces near it
+            near = _grown_box(_block_up(by_click, factors, base_fg.shape), np.ceil(SURFACE_MARGIN_MM / spacing))
+            decided = ndimage.binary_dilation(_block_up(by_click, factors, base_fg.shape)[near])
+            convention = neighbour_surface(ct_crop[near], lab_crop[near], locked[near])
             if convention is not None:
                 # what a click decided is background (a cleared neighbour's bone) never joins
-                no_join = _block_up(by_click & ~fg_c, factors, base_fg.shape)
-                snap_to_surface(target, ct_crop, decided & ((lab_crop == 0) | base_fg), locked, convention, no_join)
+                no_join = _block_up(by_click & ~fg_c, factors, base_fg.shape)[near]
+                snap_to_surface(target[near], ct_crop[near], decided & ((lab_crop[near] == 0) | base_fg[near]),
+                                locked[near], convention, no_join)
         # the clicked voxels themselves always obey the click
         for click in req.clicks:
             rel = tuple(np.asarray(click.ijk) - lo)
@@ -562,6 +566,16 @@ class ClassicalEngine(Engine):
 # ----------------------------------------------------------------------------------
 #: Fewest voxels on each side of the neighbours' surface for a calibration.
 MIN_BOUNDARY_VOXELS = 100
+#: How far (mm) around what the clicks decided the neighbours' surfaces are read.
+SURFACE_MARGIN_MM = 15.0
+
+
+def _grown_box(mask: np.ndarray, margin) -> tuple[slice, slice, slice]:
+    """Bounding box of ``mask`` grown by ``margin`` voxels per axis, clipped to the array."""
+    idx = np.argwhere(mask)
+    lo = np.maximum(idx.min(axis=0) - np.asarray(margin, int), 0)
+    hi = np.minimum(idx.max(axis=0) + np.asarray(margin, int) + 1, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
 @dataclass(frozen=True)
