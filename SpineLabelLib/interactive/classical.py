@@ -179,8 +179,9 @@ class ClassicalEngine(Engine):
         if self.calibrate_boundary and by_click.any():
             # only around what the clicks decided (the full-resolution crop of a thin-slice
             # CT is millions of voxels), with the neighbours' surfaces near it
-            near = _grown_box(_block_up(by_click, factors, base_fg.shape), np.ceil(SURFACE_MARGIN_MM / spacing))
-            decided = ndimage.binary_dilation(_block_up(by_click, factors, base_fg.shape)[near])
+            clicked = _block_up(by_click, factors, base_fg.shape)
+            near = _grown_box(clicked, np.ceil(SURFACE_MARGIN_MM / spacing))
+            decided = ndimage.binary_dilation(clicked[near])
             convention = neighbour_surface(ct_crop[near], lab_crop[near], locked[near])
             if convention is not None:
                 # what a click decided is background (a cleared neighbour's bone) never joins
