@@ -148,8 +148,7 @@ class ClassicalEngine(Engine):
         locked = np.isin(lab_crop, list(req.locked_values)) if req.locked_values else np.zeros(lab_crop.shape, bool)
 
         work_sp = spacing * factors
-        img_c = _block_mean(bone_window(ct_crop), factors)
-        hu_c = _block_mean(ct_crop.astype(np.float32, copy=False), factors)
+        img_c, hu_c = self._ct_blocks(req.ct.array, box, factors)
         base_c = _block_mean(base_fg.astype(np.float32), factors) >= 0.5
         locked_c = _block_mean(locked.astype(np.float32), factors) >= 0.5
         from scipy import ndimage
@@ -181,7 +180,7 @@ class ClassicalEngine(Engine):
             # CT is millions of voxels), with the neighbours' surfaces near it
             clicked = _block_up(by_click, factors, base_fg.shape)
             near = _grown_box(clicked, np.ceil(SURFACE_MARGIN_MM / spacing))
-            decided = ndimage.binary_dilation(clicked[near])
+            decided = _touch6(clicked[near])
             convention = neighbour_surface(ct_crop[near], lab_crop[near], locked[near])
             if convention is not None:
                 # what a click decided is background (a cleared neighbour's bone) never joins
@@ -198,6 +197,19 @@ class ClassicalEngine(Engine):
 
     def close(self) -> None:
         self._bbox_cache.clear()
+
+    def _ct_blocks(self, ct: np.ndarray, box, factors) -> tuple[np.ndarray, np.ndarray]:
+        """(bone-window, HU) block means of the CT in ``box``: the same for every click that
+        keeps the crop, so the last one is kept (holding the array itself, so an id can
+        never be reused); ~20 ms per click on a thin-slice crop otherwise."""
+        key = (tuple((s.start, s.stop) for s in box), tuple(int(f) for f in factors))
+        cached = self._bbox_cache.get("ct_blocks")
+        if cached is None or cached[0] is not ct or cached[1] != key:
+            crop = ct[box]
+            cached = (ct, key, _block_mean(bone_window(crop), factors),
+                      _block_mean(crop.astype(np.float32, copy=False), factors))
+            self._bbox_cache["ct_blocks"] = cached
+        return cached[2], cached[3]
 
     def _soft_negative_clicks(self, req, lo, factors, ct_crop, base_fg, depth_c) -> list:
         """The negative clicks made on a soft-tissue leak rather than on bone: the clicked CT
@@ -572,11 +584,26 @@ SURFACE_MARGIN_MM = 15.0
 
 
 def _grown_box(mask: np.ndarray, margin) -> tuple[slice, slice, slice]:
-    """Bounding box of ``mask`` grown by ``margin`` voxels per axis, clipped to the array."""
-    idx = np.argwhere(mask)
-    lo = np.maximum(idx.min(axis=0) - np.asarray(margin, int), 0)
-    hi = np.minimum(idx.max(axis=0) + np.asarray(margin, int) + 1, mask.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    """Bounding box of a non-empty ``mask`` grown by ``margin`` voxels per axis, clipped to
+    the array (per-axis projections: an argwhere of a large mask costs more than the rest)."""
+    box = []
+    for axis, m in enumerate(np.asarray(margin, int)):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        box.append(slice(int(max(hit[0] - m, 0)), int(min(hit[-1] + m + 1, mask.shape[axis]))))
+    return tuple(box)
+
+
+def _touch6(mask: np.ndarray) -> np.ndarray:
+    """``mask`` dilated by its 6 face neighbours (array slicing: several times faster than
+    ``ndimage.binary_dilation`` on the full-resolution boxes this runs on per click)."""
+    out = mask.copy()
+    for axis in range(3):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        out[tuple(hi)] |= mask[tuple(lo)]
+        out[tuple(lo)] |= mask[tuple(hi)]
+    return out
 
 
 @dataclass(frozen=True)
@@ -592,10 +619,7 @@ class SurfaceConvention:
 
 def _surface_layers(inside_of: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(outermost voxels of ``inside_of`` touching ``free``, ``free`` voxels touching it)."""
-    from scipy import ndimage
-
-    six = ndimage.generate_binary_structure(3, 1)
-    return inside_of & ndimage.binary_dilation(free, six), free & ndimage.binary_dilation(inside_of, six)
+    return inside_of & _touch6(free), free & _touch6(inside_of)
 
 
 def neighbour_surface(ct_crop: np.ndarray, lab_crop: np.ndarray, locked: np.ndarray) -> SurfaceConvention | None:
