@@ -50,6 +50,16 @@ whole blocks of CT voxels inside the crop):
    takes one step towards it: outermost voxels below that level leave, and, where the
    target stops short of it (the background around it brighter than around the
    neighbours), background voxels above it join.
+6. **Surface patches** (``patch_radius_mm``): a click on the target's rim (outside it, or
+   inside its outermost ``patch_rim_mm``) moves the surface over a patch around the
+   click, to the click's own depth: where the target and the reference disagree only on
+   where the surface lies, the errors are layers a voxel or two thick that the working
+   grid cannot see, and one voxel per click barely moves Dice.
+7. **Enclosed pockets** (``fill_enclosed``, off by default): background pockets enclosed
+   by the target alone are filled (dark marrow on noisy or thick-slice CT), so the surface
+   steps above never treat them as surface. Measured: it helps on totalseg_example and
+   costs as much on the osteoporotic phantoms (NoC@90 over the 340 synthetic runs 3.16
+   with it, 3.11 without), so it stays an option.
 
 Every rule above was kept or dropped by measurement with the simulated annotator
 (benchmarks/bench_interactive_annotator.py; the figures are in BENCHMARKS.md).
@@ -98,6 +108,9 @@ class ClassicalEngine(Engine):
         neg_outside_sweep: bool = True,
         min_growth_mm3: float = 1500.0,
         low_tolerance_hu: float = 60.0,
+        patch_radius_mm: float = 8.0,
+        patch_rim_mm: float = 3.0,
+        fill_enclosed: bool = False,
     ):
         if method not in METHODS:
             from ..errors import SpineLabelInputError
@@ -127,6 +140,9 @@ class ClassicalEngine(Engine):
         self.neg_outside_sweep = bool(neg_outside_sweep)
         self.min_growth_mm3 = float(min_growth_mm3)
         self.low_tolerance_hu = float(low_tolerance_hu)
+        self.patch_radius_mm = float(patch_radius_mm)
+        self.patch_rim_mm = float(patch_rim_mm)
+        self.fill_enclosed = bool(fill_enclosed)
         self._bbox_cache: dict = {}
 
     # ------------------------------------------------------------------------------
@@ -187,6 +203,10 @@ class ClassicalEngine(Engine):
                 no_join = _block_up(by_click & ~fg_c, factors, base_fg.shape)[near]
                 snap_to_surface(target[near], ct_crop[near], decided & ((lab_crop[near] == 0) | base_fg[near]),
                                 locked[near], convention, no_join)
+        if self.patch_radius_mm > 0:
+            self._surface_patches(req, lo, ct_crop, target, locked)
+        if self.fill_enclosed and by_click.any():
+            _fill_enclosed(target, locked)
         # the clicked voxels themselves always obey the click
         for click in req.clicks:
             rel = tuple(np.asarray(click.ijk) - lo)
@@ -279,6 +299,43 @@ class ClassicalEngine(Engine):
                 leak = comp == comp[at]
             leak[at] = True
             target[box][leak] = False
+
+    def _surface_patches(self, req, lo, ct_crop, target, locked) -> None:
+        """A click on the target's rim moves a patch of its surface, not one voxel (in place).
+
+        A positive click outside the target at most ``patch_rim_mm`` from it joins the
+        background within ``patch_radius_mm`` of the click that lies no farther from the
+        target than the click does; a negative click inside at most ``patch_rim_mm`` deep
+        removes the target voxels within that radius no deeper than the click. Each patch is
+        the part connected to the click, never touches a locked voxel, and the patches are
+        applied in click order (a later click wins).
+
+        Why: where the target and the reference disagree only on where the surface lies
+        (a thin-slice CT against a reference drawn at another resolution), the errors are
+        layers one or two voxels thick; the working grid cannot see them and a click that
+        flips one voxel barely moves Dice."""
+        from scipy import ndimage
+
+        sp = np.asarray(req.ct.spacing, float)
+        half = np.ceil((self.patch_radius_mm + self.patch_rim_mm) / sp).astype(int) + 1
+        for click in req.clicks:
+            rel = np.asarray(click.ijk) - lo
+            if np.any(rel < 0) or np.any(rel >= target.shape) or target[tuple(rel)] == click.positive:
+                continue
+            box = tuple(slice(max(r - h, 0), min(r + h + 1, n)) for r, h, n in zip(rel, half, target.shape))
+            at = tuple(int(r - b.start) for r, b in zip(rel, box))
+            t = target[box]
+            # distance (mm) of every voxel to the other side of the target's surface
+            side = ~t if click.positive else t
+            depth = ndimage.distance_transform_edt(side, sampling=sp)
+            d_click = float(depth[at])
+            if d_click > self.patch_rim_mm:
+                continue
+            grids = np.ogrid[tuple(slice(b.start - r, b.stop - r) for b, r in zip(box, rel))]
+            near = sum((g * s) ** 2 for g, s in zip(grids, sp)) <= self.patch_radius_mm ** 2
+            patch = side & near & (depth <= d_click + 1e-3) & ~locked[box]
+            comp, _n = ndimage.label(patch)
+            t[comp == comp[at]] = click.positive
 
     # ------------------------------------------------------------------------------
     def _roi(self, req: RefineRequest, spacing) -> tuple[np.ndarray, np.ndarray]:
@@ -591,6 +648,27 @@ def _grown_box(mask: np.ndarray, margin) -> tuple[slice, slice, slice]:
         hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
         box.append(slice(int(max(hit[0] - m, 0)), int(min(hit[-1] + m + 1, mask.shape[axis]))))
     return tuple(box)
+
+
+def _fill_enclosed(target: np.ndarray, locked: np.ndarray) -> None:
+    """Fill, in place, the background pockets enclosed by ``target`` alone (a pocket that
+    touches a locked neighbour or the crop's faces stays). Why: marrow below the bone
+    threshold on noisy or thick-slice CT leaves holes inside a regrown body, and the
+    surface convention would peel them wider at every click as if they were its surface.
+    Components (6-connected) of the background instead of ``binary_fill_holes``: one
+    labelling pass, not an iterated dilation, on millions of voxels."""
+    from scipy import ndimage
+
+    comp, n = ndimage.label(~target)
+    if n <= 1:
+        return
+    open_ids = np.zeros(n + 1, bool)
+    for axis in range(3):
+        for end in (0, -1):
+            open_ids[np.take(comp, end, axis=axis)] = True
+    open_ids[comp[locked]] = True
+    open_ids[0] = True
+    target |= ~open_ids[comp]
 
 
 def _touch6(mask: np.ndarray) -> np.ndarray:

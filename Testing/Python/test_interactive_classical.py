@@ -359,3 +359,57 @@ def test_surface_convention_lifts_a_regrown_partial_cervical_vertebra():
         best[calibrate] = max(run.dice)
         assert run.other_labels_changed == 0
     assert best[True] >= 0.90 and best[True] > best[False] + 0.05, best
+
+
+def test_a_click_on_the_rim_moves_a_patch_of_the_surface_never_a_locked_voxel():
+    from types import SimpleNamespace
+
+    from SpineLabelLib.interactive.base import Click
+    from SpineLabelLib.interactive.classical import ClassicalEngine
+
+    spacing = np.array([0.7, 0.7, 2.5])
+    target = np.zeros((60, 60, 12), dtype=bool)
+    target[10:50, 10:40, 2:10] = True
+    locked = np.zeros_like(target)
+    locked[:, 41:, :] = True  # a neighbour one voxel beyond the target's face at j=40
+    engine = ClassicalEngine(patch_radius_mm=6.0, patch_rim_mm=3.0)
+
+    def patched(click):
+        t = target.copy()
+        req = SimpleNamespace(ct=SimpleNamespace(spacing=spacing), clicks=[click])
+        engine._surface_patches(req, np.zeros(3, int), None, t, locked)
+        return t
+
+    # positive, one voxel outside the face i=50: a disc of that layer joins (radius 6 mm)
+    t = patched(Click((50, 25, 6), True))
+    added = t & ~target
+    assert added[50].sum() > 50 and added[50].sum() == added.sum()
+    i, j, k = np.nonzero(added)
+    assert np.all(((j - 25) * 0.7) ** 2 + ((k - 6) * 2.5) ** 2 <= 36.0 + 1e-6)
+    # positive in the one-voxel gap before the locked neighbour: the gap fills, the neighbour stays
+    t = patched(Click((30, 40, 6), True))
+    assert (t & ~target)[:, 40].sum() > 10 and not (t & locked).any()
+    # negative, in the outermost layer: a patch of that layer leaves, nothing deeper
+    t = patched(Click((49, 25, 6), False))
+    removed = target & ~t
+    assert removed[49].sum() > 50 and removed.sum() == removed[49].sum()
+    # a click farther from the surface than patch_rim_mm is not a rim click: no patch
+    assert np.array_equal(patched(Click((56, 25, 6), True)), target)
+    assert np.array_equal(patched(Click((30, 25, 6), False)), target)
+
+
+def test_fill_enclosed_fills_only_pockets_the_target_alone_encloses():
+    from SpineLabelLib.interactive.classical import _fill_enclosed
+
+    target = np.zeros((20, 20, 20), dtype=bool)
+    target[2:18, 2:18, 2:18] = True
+    target[5:8, 5:8, 5:8] = False  # marrow pocket: enclosed by the target alone
+    target[12:15, 12:15, 12:15] = False  # pocket holding a locked neighbour's voxel
+    target[8:11, 0:6, 8:11] = False  # notch open to the crop's face
+    locked = np.zeros_like(target)
+    locked[13, 13, 13] = True
+    before = target.copy()
+    _fill_enclosed(target, locked)
+    assert target[5:8, 5:8, 5:8].all()
+    assert not target[12:15, 12:15, 12:15].any() and not target[8:11, 0:6, 8:11].any()
+    assert np.array_equal(target & ~before, np.pad(np.ones((3, 3, 3), bool), ((5, 12),) * 3))
