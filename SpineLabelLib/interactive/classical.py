@@ -204,7 +204,7 @@ class ClassicalEngine(Engine):
                 snap_to_surface(target[near], ct_crop[near], decided & ((lab_crop[near] == 0) | base_fg[near]),
                                 locked[near], convention, no_join)
         if self.patch_radius_mm > 0:
-            self._surface_patches(req, lo, ct_crop, target, locked)
+            self._surface_patches(req, lo, target, locked)
         if self.fill_enclosed and by_click.any():
             _fill_enclosed(target, locked)
         # the clicked voxels themselves always obey the click
@@ -300,7 +300,7 @@ class ClassicalEngine(Engine):
             leak[at] = True
             target[box][leak] = False
 
-    def _surface_patches(self, req, lo, ct_crop, target, locked) -> None:
+    def _surface_patches(self, req, lo, target, locked) -> None:
         """A click on the target's rim moves a patch of its surface, not one voxel (in place).
 
         A positive click outside the target at most ``patch_rim_mm`` from it joins the

@@ -377,7 +377,7 @@ def test_a_click_on_the_rim_moves_a_patch_of_the_surface_never_a_locked_voxel():
     def patched(click):
         t = target.copy()
         req = SimpleNamespace(ct=SimpleNamespace(spacing=spacing), clicks=[click])
-        engine._surface_patches(req, np.zeros(3, int), None, t, locked)
+        engine._surface_patches(req, np.zeros(3, int), t, locked)
         return t
 
     # positive, one voxel outside the face i=50: a disc of that layer joins (radius 6 mm)
