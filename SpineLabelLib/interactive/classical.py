@@ -641,13 +641,12 @@ SURFACE_MARGIN_MM = 15.0
 
 
 def _grown_box(mask: np.ndarray, margin) -> tuple[slice, slice, slice]:
-    """Bounding box of a non-empty ``mask`` grown by ``margin`` voxels per axis, clipped to
-    the array (per-axis projections: an argwhere of a large mask costs more than the rest)."""
-    box = []
-    for axis, m in enumerate(np.asarray(margin, int)):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        box.append(slice(int(max(hit[0] - m, 0)), int(min(hit[-1] + m + 1, mask.shape[axis]))))
-    return tuple(box)
+    """Bounding box of a non-empty bool ``mask`` grown by ``margin`` voxels per axis,
+    clipped to the array."""
+    lo, hi = label_bbox(mask.view(np.uint8), 1)
+    lo = np.maximum(lo - np.asarray(margin, int), 0)
+    hi = np.minimum(hi + np.asarray(margin, int), mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
 def _fill_enclosed(target: np.ndarray, locked: np.ndarray) -> None:
