@@ -143,7 +143,7 @@ class ClassicalEngine(Engine):
         self.patch_radius_mm = float(patch_radius_mm)
         self.patch_rim_mm = float(patch_rim_mm)
         self.fill_enclosed = bool(fill_enclosed)
-        self._bbox_cache: dict = {}
+        self._cache: dict = {}
 
     # ------------------------------------------------------------------------------
     def propose(self, req: RefineRequest) -> Proposal:
@@ -216,19 +216,19 @@ class ClassicalEngine(Engine):
                                       "work_shape": img_c.shape, "seconds": time.perf_counter() - t0})
 
     def close(self) -> None:
-        self._bbox_cache.clear()
+        self._cache.clear()
 
     def _ct_blocks(self, ct: np.ndarray, box, factors) -> tuple[np.ndarray, np.ndarray]:
         """(bone-window, HU) block means of the CT in ``box``: the same for every click that
         keeps the crop, so the last one is kept (holding the array itself, so an id can
         never be reused); ~20 ms per click on a thin-slice crop otherwise."""
         key = (tuple((s.start, s.stop) for s in box), tuple(int(f) for f in factors))
-        cached = self._bbox_cache.get("ct_blocks")
+        cached = self._cache.get("ct_blocks")
         if cached is None or cached[0] is not ct or cached[1] != key:
             crop = ct[box]
             cached = (ct, key, _block_mean(bone_window(crop), factors),
                       _block_mean(crop.astype(np.float32, copy=False), factors))
-            self._bbox_cache["ct_blocks"] = cached
+            self._cache["ct_blocks"] = cached
         return cached[2], cached[3]
 
     def _soft_negative_clicks(self, req, lo, factors, ct_crop, base_fg, depth_c) -> list:
@@ -276,8 +276,7 @@ class ClassicalEngine(Engine):
         for rel, spare_hu in seeds:
             # work in a box of reach_mm around the click (a disc is ~50 mm across): the
             # full-resolution crop of a thin-slice CT is millions of voxels
-            box = tuple(slice(max(r - h, 0), min(r + h + 1, n)) for r, h, n in zip(rel, half_box, ct_crop.shape))
-            at = tuple(r - b.start for r, b in zip(rel, box))
+            box, at = _box_around(rel, half_box, ct_crop.shape)
             soft_part = (base_fg[box] | target[box]) & (ct_crop[box] < spare_hu)
             if w is not None:
                 half = max(self.leak_slab_mm, 1.01 * float(np.abs(w).sum()))
@@ -322,8 +321,7 @@ class ClassicalEngine(Engine):
             rel = np.asarray(click.ijk) - lo
             if np.any(rel < 0) or np.any(rel >= target.shape) or target[tuple(rel)] == click.positive:
                 continue
-            box = tuple(slice(max(r - h, 0), min(r + h + 1, n)) for r, h, n in zip(rel, half, target.shape))
-            at = tuple(int(r - b.start) for r, b in zip(rel, box))
+            box, at = _box_around(rel, half, target.shape)
             t = target[box]
             # distance (mm) of every voxel to the other side of the target's surface
             side = ~t if click.positive else t
@@ -344,10 +342,10 @@ class ClassicalEngine(Engine):
         reach = np.ceil(self.reach_mm / spacing).astype(int)
         # the accepted state stays the same object for all clicks of one label: its target
         # box is computed once (holding the array itself, so an id can never be reused)
-        cached = self._bbox_cache.get("base")
+        cached = self._cache.get("base")
         if cached is None or cached[0] is not req.base or cached[1] != req.label:
             cached = (req.base, req.label, label_bbox(req.base, req.label))
-            self._bbox_cache["base"] = cached
+            self._cache["base"] = cached
         bb = cached[2]
         los, his = [], []
         if bb is not None:
@@ -638,6 +636,13 @@ class ClassicalEngine(Engine):
 MIN_BOUNDARY_VOXELS = 100
 #: How far (mm) around what the clicks decided the neighbours' surfaces are read.
 SURFACE_MARGIN_MM = 15.0
+
+
+def _box_around(at, half, shape) -> tuple[tuple[slice, slice, slice], tuple[int, int, int]]:
+    """(box of ``half`` voxels each side of voxel ``at``, clipped to ``shape``; ``at``'s
+    index inside that box)."""
+    box = tuple(slice(int(max(r - h, 0)), int(min(r + h + 1, n))) for r, h, n in zip(at, half, shape))
+    return box, tuple(int(r - b.start) for r, b in zip(at, box))
 
 
 def _grown_box(mask: np.ndarray, margin) -> tuple[slice, slice, slice]:

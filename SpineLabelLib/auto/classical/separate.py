@@ -110,8 +110,6 @@ def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: P
         core = (dx <= LATERAL_MAX_MM) & ((ys - by) * s <= ANTERIOR_MAX_MM) & ((cy - ys) * s <= POSTERIOR_MAX_MM)
         roi[:, :, z] = inside
         far[:, :, z] = inside & ~core
-    if z0 - margin > 0:
-        pass
     region = tissue & roi
     markers[far & region & (markers == 0)] = other
     if not region.any():
@@ -346,11 +344,11 @@ def fill_marrow(lab: np.ndarray, hu: np.ndarray, labels, s: float, radius_mm: fl
         sub[closed & (sub == 0) & (hu[box] > min_hu)] = v
 
 
-
 def _ball(r: int) -> np.ndarray:
     """Boolean 3D ball of radius ``r`` voxels (isotropic working grid), shape (2r+1,)*3."""
     d = np.arange(-r, r + 1) ** 2
     return np.add.outer(np.add.outer(d, d), d) <= r * r
+
 
 def _valley_depth(a: np.ndarray) -> np.ndarray:
     """Per voxel: how much darker it is than both of its neighbours 1 or 2 voxels away along
