@@ -101,10 +101,15 @@ def test_classical_real_totalseg_example(ts_case, classical_ts):
     res = classical_ts
     assert res.mask.same_grid(ct)
     m = evaluate_case(gt, res.mask, body_centroids(gt), res.centroids_ijk)
-    # regression floors just under the measured 0.875 / 0.712 (the benchmark reports the
+    # regression floors just under the measured 1.0 / 0.813 (the benchmark reports the
     # exact figures against the targets)
-    assert m.id_rate >= 0.85
-    assert m.dice_mean >= 0.69
+    assert m.id_rate == 1.0
+    assert m.dice_mean >= 0.79
+    # T11 shows only its laminae and spinous process in the top 9 mm (its body is out of
+    # view): its own label, not flooded into T12, with a low confidence that says why
+    t11 = next(r for r in m.per_vertebra if r.name == "T11")
+    assert t11.identified and t11.dice >= 0.6
+    assert res.confidence[18] < 0.5 and any("posterior elements only" in r for r in res.reasons[18])
     assert all(0 <= c <= 1 for c in res.confidence.values())
     assert all(res.reasons[v] for v in res.labels)
     assert any("sacrum" in r for r in res.reasons[20])

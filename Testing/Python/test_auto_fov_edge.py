@@ -65,3 +65,50 @@ def test_chain_is_extended_one_pitch_above_the_top_centre_only():
     assert _extend_chain([top, top + 20, top + 40], []) == [top, top + 20, top + 40]
     # never below the last centre (the profile runs on into the sacrum there)
     assert _extend_chain([10, 30, 50], []) == [10, 30, 50]
+
+
+def _straight_spine(nz: int, s: float):
+    """Curves and a body profile of a straight vertical spine on a (40, 40, nz) working grid:
+    canal centre at (20, 15), body centre at (20, 28) in every slice; profile index 0 = top."""
+    from SpineLabelLib.auto.classical.discs import Profile
+    from SpineLabelLib.auto.classical.spine import SpineCurves
+
+    canal = np.tile([20.0, 15.0], (nz, 1))
+    body = np.tile([20.0, 28.0], (nz, 1))
+    curves = SpineCurves(canal=canal, canal_front=np.full(nz, 18.0), body=body, z_lo=0, z_hi=nz - 1,
+                         support=np.ones(nz, bool))
+    n = int((nz - 1) * s) + 1  # 1 mm profile steps from the top slice down
+    zs = (nz - 1) - np.arange(n) / s
+    pts = np.column_stack([np.full(n, 20.0), np.full(n, 28.0), zs])
+    prof = Profile(points=pts, tangent=np.tile([0.0, 0.0, -1.0], (n, 1)), hu=np.zeros(n), dip=np.zeros(n))
+    return curves, prof
+
+
+def test_posterior_arch_above_the_top_vertebra_gets_its_own_marker():
+    """When the view's top lies at the top body's upper endplate, midline bone behind the
+    canal in the top of that body's height is the vertebra above's laminae and spinous
+    process (they slant down over the next body): it gets its own marker. Not when the top
+    body is cut lower (its own posterior elements are there), nor beside the midline."""
+    from SpineLabelLib.auto.classical.separate import Segment, _above_marker
+
+    s, nz = 1.5, 60  # 88.5 mm of curve, 89 profile samples
+    curves, prof = _straight_spine(nz, s)
+    bone = np.zeros((40, 40, nz), bool)
+    bone[19:22, 2:9, 50:] = True  # a spinous process 9.5-19 mm behind the canal centre, top 15 mm
+    bone[28:31, 10:13, 50:] = True  # an articular process 12-16 mm to the side: not the midline
+    # top body 28 mm (+0 mm untracked) over a 30 mm pitch: the view ends at its upper endplate
+    segs = [Segment(0, 28, False, True), Segment(28, 58, True, True), Segment(58, 88, True, False)]
+    markers = np.zeros(bone.shape, np.int32)
+    assert _above_marker(markers, bone, curves, prof, segs, s, value=5)
+    seeded = markers == 5
+    assert seeded[19:22, 2:9].any() and not seeded[28:31].any()
+    # the top 30 % of the pitch (9 mm = 6 slices) only, and only bone
+    assert not seeded[:, :, :nz - 7].any() and not (seeded & ~bone).any()
+    # a top body cut at half its height: its own posterior elements lie there, no marker
+    markers[:] = 0
+    half = [Segment(0, 15, False, True), Segment(15, 45, True, True), Segment(45, 88, True, False)]
+    assert not _above_marker(markers, bone, curves, prof, half, s, value=5)
+    assert not markers.any()
+    # a disc above the top body: its whole level is in view, nothing is "above"
+    whole = [Segment(0, 28, True, True)] + segs[1:]
+    assert not _above_marker(markers, bone, curves, prof, whole, s, value=5)

@@ -118,6 +118,19 @@ def _extend_sacrum(lab, k, hu, curves, s):
     sub_lab[grow] = k
 
 
+#: Confidence of the vertebra above the view (posterior elements only), relative to its neighbour's.
+ABOVE_CONFIDENCE = 0.5
+
+
+def _label_above(value: int) -> int | None:
+    """The standard VerSe label one level above ``value`` (None above C1 or below the lumbar spine)."""
+    from ...labels import neighbours
+
+    if value == SACRUM:
+        return None
+    return neighbours(int(value))[0]
+
+
 class ClassicalEngine(Engine):
     """Weight-free engine. Options: ``spacing`` (working voxel size in mm, default 1.5),
     ``max_work_voxels`` (the working grid is coarsened beyond this, default 24 M)."""
@@ -213,12 +226,13 @@ class ClassicalEngine(Engine):
         # kept for inspection (debugging scripts, the benchmark's per-vertebra report)
         self.last_debug = {"features": feats, "values": result.values, "skull_mm2": skull}
         # the mask: separate again with each vertebra's posterior ring seeded (see separate())
-        lab = separate.separate(hu, filled, curves, prof, all_segs, s, disc_idx, spine.BONE_HU, ring_seeds=True)
+        lab = separate.separate(hu, filled, curves, prof, all_segs, s, disc_idx, spine.BONE_HU, ring_seeds=True,
+                                above_seed=not skull_piece)
         if skull_piece:
             lab = np.where(lab > 1, lab - 1, 0).astype(lab.dtype)
         sacrum_core = None
         if result.values and result.values[-1] == SACRUM and not segs[-1].caudal_disc:
-            sacrum_core = np.zeros(len(segs) + 2, dtype=np.uint8)  # centroid from the tracked (S1-S2) part
+            sacrum_core = np.zeros(len(segs) + 3, dtype=np.uint8)  # centroid from the tracked (S1-S2) part
             sacrum_core[1:len(result.values) + 1] = result.values
             sacrum_core = sacrum_core[lab]
             _extend_sacrum(lab, len(segs), hu, curves, s)
@@ -228,9 +242,12 @@ class ClassicalEngine(Engine):
         separate.fill_marrow(lab, hu, range(1, len(segs) + 1), s)
         del bone, filled
         # working labels -> VerSe values
-        lut = np.zeros(len(segs) + 2, dtype=np.uint8)
+        lut = np.zeros(len(segs) + 3, dtype=np.uint8)
         for i, v in enumerate(result.values, start=1):
             lut[i] = v
+        above = _label_above(result.values[0]) if (lab == len(segs) + 2).any() else None
+        if above is not None:
+            lut[len(segs) + 2] = above
         present = set(np.unique(lab).tolist()) - {0}
         work_mask = Image(lut[lab], work.affine, "classical working mask")
         del lab
@@ -242,6 +259,15 @@ class ClassicalEngine(Engine):
                 continue
             confidence[v] = result.confidence[i - 1]
             reasons[v] = result.reasons[i - 1]
+        if above is not None:
+            # only its posterior elements are in view: its level is its neighbour's, one up
+            confidence[above] = ABOVE_CONFIDENCE * result.confidence[0]
+            top = name_of(result.values[0])
+            reasons[above] = [f"posterior elements only (laminae, spinous process) above {top}: "
+                              "its body lies outside the field of view; labelled as the level above",
+                              "field of view cut"]
+            # its label stands or falls with its neighbour's
+            reasons[above] += [f"as {top}: {r}" for r in result.reasons[0] if "a guess" in r]
         from ..postprocess import mask_centroids
 
         cents_work = mask_centroids(work_mask, work.with_array(hu))
@@ -249,6 +275,10 @@ class ClassicalEngine(Engine):
             core = Image(sacrum_core, work.affine, "mask before the sacrum extension")
             cents_work.update({v: p for v, p in mask_centroids(core, work.with_array(hu)).items() if v == SACRUM})
         del sacrum_core
+        if above is not None and above in cents_work:
+            # no body in view: the body-centre cut would pick one articular process (an
+            # arbitrary side); the centre of the visible arch lies on the midline
+            cents_work[above] = np.argwhere(work_mask.array == above).mean(axis=0)
         centroids = {v: grid.working_to_input_ijk(p, work.affine, ct) for v, p in cents_work.items()}
         out = grid.labels_to_input(work_mask.array, work.affine, ct)
         # the bone surface at the input's own resolution (the working grid is coarser or finer)

@@ -60,13 +60,17 @@ def segments_from_discs(n: int, discs: list[int], min_partial: int = 4) -> list[
 
 def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: Profile, segments: list[Segment],
              s: float, discs: list[int] | None = None, bone_hu: float = 180.0,
-             ring_seeds: bool = False) -> np.ndarray:
+             ring_seeds: bool = False, above_seed: bool = False) -> np.ndarray:
     """Working-grid label map: 1..len(segments) (head to feet), 0 elsewhere.
 
     ``ring_seeds``: also seed each vertebra's pedicles and laminae in its own frame
     (:func:`_posterior_ring_markers`), so the posterior elements go to their own vertebra.
     The rib anchors are measured on the map without them (the rib contacts with the
-    transverse processes the labelling was tuned on); the output mask uses them."""
+    transverse processes the labelling was tuned on); the output mask uses them.
+
+    ``above_seed``: when the view's top lies at the top vertebra's upper endplate, the
+    posterior elements of the vertebra above (whose body is out of view) get the label
+    ``len(segments) + 2`` (:func:`_above_marker`); pieces under ABOVE_MIN_MM3 are dropped."""
     from skimage.segmentation import watershed
 
     nx, ny, nz = hu.shape
@@ -84,8 +88,11 @@ def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: P
             bsl = tuple(slice(sl[a].start - (c[a] - r), sl[a].stop - (c[a] - r)) for a in range(3))
             region = markers[sl]
             region[ball[bsl] & (region == 0)] = idx
+    above = len(segments) + 2  # the vertebra above the view's top one (posterior elements only)
     if ring_seeds:
         _posterior_ring_markers(markers, hu > bone_hu, curves, profile, segments, s)
+    if above_seed:
+        _above_marker(markers, hu > bone_hu, curves, profile, segments, s, above)
     # cancellous bone: above a level between the marrow seen along the body curve and
     # muscle (elderly marrow can be ~100 HU, below any fixed bone threshold)
     marrow = float(np.median(profile.hu)) if len(profile.hu) else 200.0
@@ -128,8 +135,10 @@ def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: P
     lab[lab == other] = 0
     out[box] = lab.astype(np.uint8)
     _drop_thick_appendages(out, markers, curves, len(segments), s)
+    if (out == above).sum() * s ** 3 < ABOVE_MIN_MM3:
+        out[out == above] = 0
     # each vertebra: its component(s) that touch its marker
-    for idx in range(1, len(segments) + 1):
+    for idx in list(range(1, len(segments) + 1)) + [above]:
         objs = ndimage.find_objects((out == idx).astype(np.uint8))
         if not objs or objs[0] is None:
             continue
@@ -193,6 +202,56 @@ def _posterior_ring_markers(markers: np.ndarray, bone: np.ndarray, curves: Spine
         seed = (np.abs(along) <= half) & (np.abs(l) <= RING_LATERAL_MM) & (a <= RING_ANTERIOR_MM) & (a >= -RING_POSTERIOR_MM)
         sub = markers[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
         sub[seed & bone[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] & (sub == 0)] = idx
+
+
+#: The top segment, cut by the view, must reach this fraction of its neighbour's pitch for the
+#: view's top to lie at its upper endplate (where the posterior arch is the vertebra above's).
+ABOVE_MIN_EXTENT = 0.8
+#: The marker spans the top ABOVE_ZONE of that pitch, this far (mm) to either side of the
+#: midline, and from ABOVE_POSTERIOR_MM[0] to [1] behind the canal centre (laminae, spinous process).
+ABOVE_ZONE = 0.3
+ABOVE_LATERAL_MM = 5.0
+ABOVE_POSTERIOR_MM = (7.0, 40.0)
+#: Smaller pieces (mm³) of the vertebra above are dropped (a few voxels of noise, not a vertebra).
+ABOVE_MIN_MM3 = 300.0
+
+
+def _above_marker(markers: np.ndarray, bone: np.ndarray, curves: SpineCurves, profile: Profile,
+                  segments: list[Segment], s: float, value: int) -> bool:
+    """Seed the posterior elements of the vertebra above the view's top vertebra with
+    ``value``, in place, when the view's top lies at that vertebra's upper endplate; returns
+    whether any seed was placed.
+
+    Why: the laminae and the spinous process slant caudally, so at the level of a body's
+    upper endplate and pedicles, the bone behind the canal in the midline belongs to the
+    vertebra above (its laminae and spinous process; the body's own spinous process lies
+    lower). When the field of view cuts just above a body, that vertebra's body is out of
+    view but its posterior elements are not, and flooded from below they would join the body
+    they touch. Working grid (i, j, k) = (+R, +A, +S) voxels; profile index 0 is the top."""
+    if len(segments) < 2 or segments[0].cranial_disc or not segments[1].complete:
+        return False
+    from .discs import STEP_MM
+
+    nz = bone.shape[2]
+    pitch_mm = segments[1].length * STEP_MM
+    top_mm = segments[0].length * STEP_MM + (nz - 1 - curves.z_hi) * s  # visible height above its caudal disc
+    if top_mm < ABOVE_MIN_EXTENT * pitch_mm:
+        return False
+    z_disc = float(profile.points[segments[0].end][2])
+    z_from = int(np.ceil(z_disc + (1.0 - ABOVE_ZONE) * pitch_mm / s))
+    placed = False
+    xs = np.arange(bone.shape[0])[:, None]
+    ys = np.arange(bone.shape[1])[None, :]
+    for z in range(max(0, z_from), nz):
+        cx, cy = curves.canal[min(z, curves.z_hi)]
+        if not (np.isfinite(cx) and np.isfinite(cy)):
+            continue
+        behind = (cy - ys) * s
+        seed = (np.abs(xs - cx) * s <= ABOVE_LATERAL_MM) & (behind >= ABOVE_POSTERIOR_MM[0]) & (behind <= ABOVE_POSTERIOR_MM[1])
+        seed &= bone[:, :, z] & (markers[:, :, z] == 0)
+        markers[:, :, z][seed] = value
+        placed |= bool(seed.any())
+    return placed
 
 
 def _canal_in_plane(curves: SpineCurves, p: np.ndarray, t: np.ndarray, s: float,
