@@ -26,7 +26,11 @@ whole blocks of CT voxels inside the crop):
      spine (a shape prior against ribs); locked neighbours are impassable. A negative
      click on bone spreads in the same metric, as far as its depth inside the target
      allows (``neg_depth_factor`` x depth: a click on a thin rim removes a rim, one deep
-     in a merged neighbour clears up to the disc); one on bone beyond the neighbours'
+     in a merged neighbour clears up to the disc), but it competes with the target's
+     *core* (its voxels at least ``neg_core_frac`` of its greatest depth inside it, less
+     the core pieces a negative click lies in or touches) as a strong foreground seed
+     inside the target: a false piece fused broadly to the vertebra (rib heads, a
+     neighbour's process) goes, the body stays. One on bone beyond the neighbours'
      outline (a rib) also sweeps the target's bone out there. A negative click on soft
      tissue (a leak into a disc or muscle: the clicked voxel below ``soft_hu + 30`` and
      at most ``leak_depth_mm`` inside) never clears bone, and at full resolution removes
@@ -111,6 +115,7 @@ class ClassicalEngine(Engine):
         patch_radius_mm: float = 8.0,
         patch_rim_mm: float = 3.0,
         fill_enclosed: bool = False,
+        neg_core_frac: float = 0.6,
     ):
         if method not in METHODS:
             from ..errors import SpineLabelInputError
@@ -143,6 +148,7 @@ class ClassicalEngine(Engine):
         self.patch_radius_mm = float(patch_radius_mm)
         self.patch_rim_mm = float(patch_rim_mm)
         self.fill_enclosed = bool(fill_enclosed)
+        self.neg_core_frac = float(neg_core_frac)
         self._cache: dict = {}
 
     # ------------------------------------------------------------------------------
@@ -526,6 +532,17 @@ class ClassicalEngine(Engine):
             depth = ndimage.distance_transform_edt(np.pad(pre, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
             reach = np.clip(self.neg_depth_factor * depth, self.neg_min_reach_mm, self.delta)
             d_neg = _geodesic_distance(cost_bg, sp, neg & ~on_soft, self.delta, start=self.delta - reach)
+            if self.neg_core_frac > 0:
+                # the vertebra's core resists on equal terms (only inside the target): before
+                # this, a click on a false piece fused broadly to the vertebra (rib heads)
+                # flooded through the homogeneous bone into the body (first click on the
+                # automatic engine's output: Dice 0.76 -> 0.88 on the quick set, NoC@90 4.9 -> 3.5)
+                core = _core_without_clicks(pre, depth, neg & ~on_soft, self.neg_core_frac)
+                if core.any():
+                    # as strong as the strongest click, so a click always wins its own surroundings
+                    first = float(np.min((self.delta - reach)[neg & ~on_soft]))
+                    d_core = _geodesic_distance(cost_bg, sp, core, self.delta, start=np.full(core.shape, first))
+                    d_pos = np.minimum(d_pos, np.where(base_c, d_core, inf))
             out_clicks = neg & ~on_soft & (outside > 0.5) if (outside is not None and self.neg_outside_sweep) else None
             if out_clicks is not None and out_clicks.any():
                 # a click on bone beyond the neighbours' outline (a rib shaft) clears all the
@@ -636,6 +653,19 @@ class ClassicalEngine(Engine):
 MIN_BOUNDARY_VOXELS = 100
 #: How far (mm) around what the clicks decided the neighbours' surfaces are read.
 SURFACE_MARGIN_MM = 15.0
+
+
+def _core_without_clicks(inside: np.ndarray, depth: np.ndarray, clicks: np.ndarray, frac: float) -> np.ndarray:
+    """The target's core: its voxels at least ``frac`` of its greatest depth (mm) inside it,
+    less the core pieces a click lies in or touches."""
+    from scipy import ndimage
+
+    if not inside.any():
+        return np.zeros(inside.shape, bool)
+    core = inside & (depth >= frac * float(depth[inside].max()))
+    comp, n = ndimage.label(core)
+    hit = np.unique(comp[ndimage.binary_dilation(clicks, iterations=1)])
+    return core & ~np.isin(comp, hit[hit > 0])
 
 
 def _box_around(at, half, shape) -> tuple[tuple[slice, slice, slice], tuple[int, int, int]]:

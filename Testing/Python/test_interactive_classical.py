@@ -413,3 +413,52 @@ def test_fill_enclosed_fills_only_pockets_the_target_alone_encloses():
     assert target[5:8, 5:8, 5:8].all()
     assert not target[12:15, 12:15, 12:15].any() and not target[8:11, 0:6, 8:11].any()
     assert np.array_equal(target & ~before, np.pad(np.ones((3, 3, 3), bool), ((5, 12),) * 3))
+
+
+def test_core_without_clicks_drops_only_the_clicked_core_pieces():
+    from SpineLabelLib.interactive.classical import _core_without_clicks
+
+    inside = np.zeros((30, 12, 12), dtype=bool)
+    inside[1:11, 1:11, 1:11] = True  # two bodies joined by a thin bridge
+    inside[19:29, 1:11, 1:11] = True
+    inside[11:19, 5:7, 5:7] = True
+    from scipy import ndimage
+
+    depth = ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1, 1:-1]
+    clicks = np.zeros_like(inside)
+    clicks[24, 5, 5] = True  # in the second body's core
+    core = _core_without_clicks(inside, depth, clicks, 0.6)
+    assert core[1:11].any() and not core[11:].any(), "the clicked body's core is dropped, the other kept"
+    assert not (core & ~inside).any() and not core[11:19].any(), "the bridge is never core"
+    assert not _core_without_clicks(np.zeros_like(inside), depth, clicks, 0.6).any()
+
+
+def _fused_lobe_scene():
+    """Homogeneous bone (400 HU) in fat: a vertebra-like block and a thinner lobe fused to it
+    over a broad face (rib heads, a neighbour's process wrongly joined), 1 mm voxels. The
+    reference is the block; the start state holds both."""
+    ct = np.full((60, 44, 40), -80.0, dtype=np.float32)
+    block = np.zeros(ct.shape, dtype=bool)
+    block[8:34, 8:34, 8:32] = True
+    lobe = np.zeros(ct.shape, dtype=bool)
+    lobe[34:54, 17:26, 16:24] = True
+    ct[block | lobe] = 400.0
+    lab = np.zeros(ct.shape, dtype=np.uint8)
+    lab[block | lobe] = 20
+    return nib.Nifti1Image(ct, np.eye(4)), lab, block, lobe
+
+
+@pytest.mark.parametrize("core_frac", [0.6, 0.0])
+def test_a_negative_click_on_a_fused_false_piece_keeps_the_vertebras_core(core_frac):
+    """A click deep in the false lobe removes the lobe; the block's core resists the flood
+    (``neg_core_frac``). Without it (0.0) the same click floods through the homogeneous bone
+    into the block, which is what the first click on the automatic engine's output did."""
+    ct, lab, block, lobe = _fused_lobe_scene()
+    s = open_session(ct, lab, neg_core_frac=core_frac)
+    new = s.refine(label=20, clicks=[((46, 21, 20), False)]) == 20
+    assert (new & lobe).sum() <= 0.3 * lobe.sum(), "the clicked lobe goes"
+    kept = (new & block).sum() / block.sum()
+    if core_frac:
+        assert kept >= 0.95, f"the block keeps its bone ({kept:.2f})"
+    else:
+        assert kept < 0.9, f"without the core the flood reaches into the block ({kept:.2f})"
