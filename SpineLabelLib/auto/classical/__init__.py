@@ -18,7 +18,10 @@ Pipeline (each step in its own module):
    aorta) are dropped. The output mask is flooded a second time with each vertebra's
    pedicles and laminae also seeded, in the plane through its body's mid-level
    perpendicular to the body curve, so the caudally slanting posterior elements go to
-   their own vertebra (the anchors below are measured on the first flood).
+   their own vertebra (the anchors below are measured on the first flood). When the view
+   ends at the top body's upper endplate, the midline bone behind the canal there is the
+   laminae and spinous process of the vertebra above (body out of view): it gets its own
+   marker and is labelled one level up, at half its neighbour's confidence.
 5. :mod:`.anchors` — ribs *attached* to each separated vertebra (unlabelled bone pieces
    reaching 40 mm lateral, assigned to the vertebra they touch most), iliac wings,
    sacrum, skull base, and each segment's pitch.
