@@ -462,3 +462,20 @@ def test_a_negative_click_on_a_fused_false_piece_keeps_the_vertebras_core(core_f
         assert kept >= 0.95, f"the block keeps its bone ({kept:.2f})"
     else:
         assert kept < 0.9, f"without the core the flood reaches into the block ({kept:.2f})"
+
+
+def test_the_core_gives_way_to_repeated_negative_clicks():
+    """Each further negative click weakens the core by ``neg_core_yield_mm``: two clicks on
+    the lobe clear it and leave the block's body; the second click reaches further towards
+    the core with the yield than without it (without, each click would stop half-way)."""
+    ct, lab, block, lobe = _fused_lobe_scene()
+    clicks = [((50, 21, 20), False), ((38, 21, 20), False)]
+    left = {}
+    for y in (0.0, 10.0):
+        s = open_session(ct, lab, neg_core_yield_mm=y)
+        s.refine(label=20, clicks=clicks[:1])
+        new = s.refine(label=20, clicks=clicks[1:]) == 20
+        assert (new & block).sum() >= 0.9 * block.sum(), "the body stays"
+        left[y] = int((new & lobe).sum())
+    assert left[10.0] <= 0.02 * lobe.sum(), "with the yield the second click finishes the lobe"
+    assert left[0.0] > left[10.0] + 50, "without it the second click stops half-way (measured: 136 voxels left)"
