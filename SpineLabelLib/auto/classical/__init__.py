@@ -235,7 +235,7 @@ class ClassicalEngine(Engine):
             lab = np.where(lab > 1, lab - 1, 0).astype(lab.dtype)
         sacrum_core = None
         if result.values and result.values[-1] == SACRUM and not segs[-1].caudal_disc:
-            sacrum_core = np.zeros(len(segs) + 3, dtype=np.uint8)  # centroid from the tracked (S1-S2) part
+            sacrum_core = np.zeros(separate.above_label(len(segs)) + 1, dtype=np.uint8)  # centroid from the tracked (S1-S2) part
             sacrum_core[1:len(result.values) + 1] = result.values
             sacrum_core = sacrum_core[lab]
             _extend_sacrum(lab, len(segs), hu, curves, s)
@@ -245,12 +245,13 @@ class ClassicalEngine(Engine):
         separate.fill_marrow(lab, hu, range(1, len(segs) + 1), s)
         del bone, filled
         # working labels -> VerSe values
-        lut = np.zeros(len(segs) + 3, dtype=np.uint8)
+        above_idx = separate.above_label(len(segs))
+        lut = np.zeros(above_idx + 1, dtype=np.uint8)
         for i, v in enumerate(result.values, start=1):
             lut[i] = v
-        above = _label_above(result.values[0]) if (lab == len(segs) + 2).any() else None
+        above = _label_above(result.values[0]) if (lab == above_idx).any() else None
         if above is not None:
-            lut[len(segs) + 2] = above
+            lut[above_idx] = above
         present = set(np.unique(lab).tolist()) - {0}
         work_mask = Image(lut[lab], work.affine, "classical working mask")
         del lab

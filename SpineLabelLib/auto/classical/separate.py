@@ -70,7 +70,7 @@ def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: P
 
     ``above_seed``: when the view's top lies at the top vertebra's upper endplate, the
     posterior elements of the vertebra above (whose body is out of view) get the label
-    ``len(segments) + 2`` (:func:`_above_marker`); pieces under ABOVE_MIN_MM3 are dropped."""
+    :func:`above_label` (:func:`_above_marker`); pieces under ABOVE_MIN_MM3 are dropped."""
     from skimage.segmentation import watershed
 
     nx, ny, nz = hu.shape
@@ -88,11 +88,14 @@ def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: P
             bsl = tuple(slice(sl[a].start - (c[a] - r), sl[a].stop - (c[a] - r)) for a in range(3))
             region = markers[sl]
             region[ball[bsl] & (region == 0)] = idx
-    above = len(segments) + 2  # the vertebra above the view's top one (posterior elements only)
-    if ring_seeds:
-        _posterior_ring_markers(markers, hu > bone_hu, curves, profile, segments, s)
-    if above_seed:
-        _above_marker(markers, hu > bone_hu, curves, profile, segments, s, above)
+    above = above_label(len(segments))
+    if ring_seeds or above_seed:
+        bone = hu > bone_hu
+        if ring_seeds:
+            _posterior_ring_markers(markers, bone, curves, profile, segments, s)
+        if above_seed:
+            _above_marker(markers, bone, curves, profile, segments, s, above)
+        del bone
     # cancellous bone: above a level between the marrow seen along the body curve and
     # muscle (elderly marrow can be ~100 HU, below any fixed bone threshold)
     marrow = float(np.median(profile.hu)) if len(profile.hu) else 200.0
@@ -135,8 +138,10 @@ def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: P
     lab[lab == other] = 0
     out[box] = lab.astype(np.uint8)
     _drop_thick_appendages(out, markers, curves, len(segments), s)
-    if (out == above).sum() * s ** 3 < ABOVE_MIN_MM3:
-        out[out == above] = 0
+    above_piece = out == above
+    if above_piece.sum() * s ** 3 < ABOVE_MIN_MM3:
+        out[above_piece] = 0
+    del above_piece
     # each vertebra: its component(s) that touch its marker
     for idx in list(range(1, len(segments) + 1)) + [above]:
         objs = ndimage.find_objects((out == idx).astype(np.uint8))
@@ -202,6 +207,12 @@ def _posterior_ring_markers(markers: np.ndarray, bone: np.ndarray, curves: Spine
         seed = (np.abs(along) <= half) & (np.abs(l) <= RING_LATERAL_MM) & (a <= RING_ANTERIOR_MM) & (a >= -RING_POSTERIOR_MM)
         sub = markers[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
         sub[seed & bone[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] & (sub == 0)] = idx
+
+
+def above_label(n_segments: int) -> int:
+    """Working label of the vertebra above the view's top one (posterior elements only):
+    after the segments 1..n and the competing marker n + 1."""
+    return n_segments + 2
 
 
 #: The top segment, cut by the view, must reach this fraction of its neighbour's pitch for the
