@@ -162,15 +162,17 @@ def main():
                                        for k in CORRUPTIONS + ("auto",)},
                           "threshold_ceiling": ceilings, "seconds": time.perf_counter() - t0}
         print(json.dumps(report[method], indent=1))
-    print("| engine/method | set | runs | NoC@85 | NoC@90 | Dice@0 | Dice@1 | Dice@3 | Dice@5 | not at 0.90 after 20 | other-label voxels changed |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| engine/method | set | runs | NoC@85 | NoC@90 | Dice@0 | Dice@1 | Dice@3 | Dice@5 | not at 0.90 after 20 | "
+          "harmful clicks | other-label voxels changed |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for method, rep in report.items():
         for part in ("synthetic", "real", "auto", "all"):
             s = rep[part]
             if not s.get("n"):
                 continue
             print(f"| classical/{method} | {part} | {s['n']} | {s['noc85']:.2f} | {s['noc90']:.2f} | {s['dice0']:.3f} | "
-                  f"{s['dice1']:.3f} | {s['dice3']:.3f} | {s['dice5']:.3f} | {s['failed_noc90']} | {s['other_labels_changed']} |")
+                  f"{s['dice1']:.3f} | {s['dice3']:.3f} | {s['dice5']:.3f} | {s['failed_noc90']} | "
+                  f"{100 * s['harmful_clicks']:.1f} % | {s['other_labels_changed']} |")
     for method, rep in report.items():
         l = rep["lidc_latency_ms"]
         print(f"latency classical/{method} on lidc0001 (512x512x133): {l['n']} clicks, p50 {l['p50']:.0f} ms, "

@@ -4,7 +4,8 @@ Protocol: after each result, the next click goes to the interior point (largest 
 in mm, to the region's border) of the largest error region of the target; positive if the
 region was missed (false negative), negative if it leaked (false positive). Reported:
 NoC@85 / NoC@90 (clicks needed to reach that Dice, capped at 20; 0 when the start state is
-already there) and the Dice after 1, 3 and 5 clicks.
+already there), the Dice after 1, 3 and 5 clicks, and the share of harmful clicks (Dice
+fell by more than HARMFUL_DROP after them).
 
 Start states (``corrupt``) mimic how automatic output fails: merged with a neighbour,
 missing, leaking into a rib or a disc, cut in half. All arrays are (i, j, k) on the CT grid.
@@ -21,6 +22,8 @@ from ..image import Image
 from .base import AIR_HU, Click, label_bbox
 
 CORRUPTIONS = ("merged", "missing", "leak_rib", "leak_disc", "cut_half")
+#: A click that lowers the target's Dice by more than this counts as harmful.
+HARMFUL_DROP = 0.05
 
 
 @dataclass
@@ -43,6 +46,11 @@ class AnnotatorRun:
 
     def dice_after(self, n: int) -> float:
         return self.dice[min(n, len(self.dice) - 1)]
+
+    def harmful_clicks(self, drop: float = HARMFUL_DROP) -> int:
+        """The clicks after which the target's Dice fell by more than ``drop``: a click the
+        annotator must undo or fight, whatever the run reached in the end."""
+        return int(sum(b < a - drop for a, b in zip(self.dice[:-1], self.dice[1:])))
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -251,4 +259,6 @@ def summarize(runs: list[AnnotatorRun]) -> dict:
         "dice5": float(np.mean([r.dice_after(5) for r in ok])),
         "other_labels_changed": int(sum(r.other_labels_changed for r in ok)),
         "failed_noc90": int(sum(r.noc(0.90) >= 20 for r in ok)),
+        # share of all clicks that lowered Dice by more than HARMFUL_DROP ("every click counts")
+        "harmful_clicks": float(sum(r.harmful_clicks() for r in ok) / max(1, sum(len(r.dice) - 1 for r in ok))),
     }

@@ -234,6 +234,17 @@ def test_annotator_clicks_interior_of_largest_error():
     assert next_click(gt, gt, (1.0, 1.0, 1.0)) is None
 
 
+def test_harmful_clicks_count_drops_beyond_the_threshold_and_summarize_reports_their_share():
+    from SpineLabelLib.interactive.annotator import AnnotatorRun, summarize
+
+    run = AnnotatorRun(20, "x", [0.5, 0.8, 0.74, 0.9, 0.86, 0.95])  # drops of 0.06 (harmful) and 0.04 (not)
+    assert run.harmful_clicks() == 1
+    assert run.harmful_clicks(drop=0.03) == 2
+    steady = AnnotatorRun(20, "y", [0.6, 0.7, 0.8])
+    assert steady.harmful_clicks() == 0
+    assert summarize([run, steady])["harmful_clicks"] == 1 / 7
+
+
 def test_real_case_locked_neighbours_and_latency_budget():
     ct = load_image(DATA / "totalseg_example" / "ct.nii.gz")
     gt = L.totalseg_to_verse(load_image(DATA / "totalseg_example" / "seg_totalseg_labels.nii.gz").array)
