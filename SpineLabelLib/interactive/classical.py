@@ -36,7 +36,9 @@ whole blocks of CT voxels inside the crop):
      outline (a rib) also sweeps the target's bone out there. A negative click on soft
      tissue (a leak into a disc or muscle: the clicked voxel below ``soft_hu + 30`` and
      at most ``leak_depth_mm`` inside) never clears bone, and at full resolution removes
-     the leak's connected soft part within a slab across the spine (step 4). A positive
+     the leak's connected soft part within a slab across the spine (step 4), unless a
+     positive click given after it lies in that part (``later_positive_wins``: on elderly
+     CT the marrow under a thin endplate is as dark as the disc). A positive
      click on low-density bone (osteoporotic or thick-slice marrow; also a first click
      that would otherwise grow next to nothing) grows without the soft-tissue toll,
      paying only for tissue clearly darker than its surroundings. Dijkstra runs (scipy
@@ -119,6 +121,7 @@ class ClassicalEngine(Engine):
         fill_enclosed: bool = False,
         neg_core_frac: float = 0.6,
         neg_core_yield_mm: float = 10.0,
+        later_positive_wins: bool = True,
     ):
         if method not in METHODS:
             from ..errors import SpineLabelInputError
@@ -153,6 +156,7 @@ class ClassicalEngine(Engine):
         self.fill_enclosed = bool(fill_enclosed)
         self.neg_core_frac = float(neg_core_frac)
         self.neg_core_yield_mm = float(neg_core_yield_mm)
+        self.later_positive_wins = bool(later_positive_wins)
         self._cache: dict = {}
 
     # ------------------------------------------------------------------------------
@@ -276,14 +280,17 @@ class ClassicalEngine(Engine):
         an unconstrained flood would run from the disc into the vertebral body."""
         from scipy import ndimage
 
-        seeds = [(tuple(np.asarray(c.ijk) - lo), spare_hu) for c, spare_hu in soft_clicks]
+        order = {id(c): i for i, c in enumerate(req.clicks)}
+        seeds = [(tuple(np.asarray(c.ijk) - lo), spare_hu,
+                  [tuple(np.asarray(p.ijk) - lo) for p in req.clicks[order[id(c)] + 1:] if p.positive])
+                 for c, spare_hu in soft_clicks]
         if not seeds:
             return
         full = np.ones((3, 3, 3), bool)
         # mm along the spine per index step along i, j, k (axis: unit vector, RAS mm)
         w = req.ct.affine[:3, :3].T @ axis if axis is not None else None
         half_box = np.ceil(self.reach_mm / np.asarray(req.ct.spacing)).astype(int)
-        for rel, spare_hu in seeds:
+        for rel, spare_hu, later_positive in seeds:
             # work in a box of reach_mm around the click (a disc is ~50 mm across): the
             # full-resolution crop of a thin-slice CT is millions of voxels
             box, at = _box_around(rel, half_box, ct_crop.shape)
@@ -307,6 +314,12 @@ class ClassicalEngine(Engine):
                 comp, _n = ndimage.label(soft_part, structure=full)
                 leak = comp == comp[at]
             leak[at] = True
+            if self.later_positive_wins and any(
+                    all(b.start <= q < b.stop for q, b in zip(p, box)) and leak[tuple(q - b.start for q, b in zip(p, box))]
+                    for p in later_positive):
+                # a positive click made later inside what this click would clear says it is
+                # vertebra (dark marrow under a thin endplate on elderly CT, not disc): it wins
+                continue
             target[box][leak] = False
 
     def _surface_patches(self, req, lo, target, locked) -> None:

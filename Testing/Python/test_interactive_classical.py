@@ -490,3 +490,34 @@ def test_the_core_gives_way_to_repeated_negative_clicks():
         left[y] = int((new & lobe).sum())
     assert left[10.0] <= 0.02 * lobe.sum(), "with the yield the second click finishes the lobe"
     assert left[0.0] > left[10.0] + 50, "without it the second click stops half-way (measured: 136 voxels left)"
+
+
+@pytest.mark.parametrize("later_positive_wins", [True, False])
+def test_a_later_positive_click_keeps_the_marrow_a_soft_click_would_clear(later_positive_wins):
+    """On elderly CT the marrow under a thin endplate is as dark as the disc: a negative
+    click in a disc leak cleared it with the leak, and a positive click given afterwards in
+    that marrow added only its own voxel (an ignored click). The later positive click wins."""
+    from SpineLabelLib.image import Image
+
+    hu = np.full((40, 40, 44), 30.0, np.float32)  # soft tissue
+    hu[8:32, 8:32, 6:26] = 600.0  # a body's thick cortex ...
+    hu[12:28, 12:28, 10:27] = 100.0  # ... round dark marrow, open at its upper endplate
+    hu[12:28, 12:28, 27:31] = 80.0  # a disc on it, about as dark
+    ct = Image(hu, np.diag([1.0, 1.0, 1.0, 1.0]), "elderly body")
+    labels = np.zeros(hu.shape, np.int16)
+    labels[8:32, 8:32, 6:26] = 20
+    labels[12:28, 12:28, 26:31] = 20  # the vertebra leaks into the disc
+    marrow = np.zeros(hu.shape, bool)
+    marrow[12:28, 12:28, 10:26] = True
+    s = open_session(ct, labels, engine="classical", later_positive_wins=later_positive_wins)
+    s.refine(label=20, clicks=[((20, 20, 29), False)])  # on the disc: a soft-tissue click
+    cleared = marrow & (s.labelmap != 20)
+    assert cleared.sum() > 0.3 * marrow.sum()  # the marrow went with the disc
+    after = s.refine(label=20, clicks=[((20, 20, 16), True)]) == 20  # "this is vertebra"
+    kept = (after & marrow).sum() / marrow.sum()
+    if later_positive_wins:
+        # the marrow nearer the positive click than the disc click comes back (the rest stays
+        # with the disc click: the two compete in the working grid)
+        assert kept > 0.2
+    else:
+        assert kept < 0.01  # the click was ignored but for its own voxel: what the rule fixes
