@@ -314,9 +314,7 @@ class ClassicalEngine(Engine):
                 comp, _n = ndimage.label(soft_part, structure=full)
                 leak = comp == comp[at]
             leak[at] = True
-            if self.later_positive_wins and any(
-                    all(b.start <= q < b.stop for q, b in zip(p, box)) and leak[tuple(q - b.start for q, b in zip(p, box))]
-                    for p in later_positive):
+            if self.later_positive_wins and any(_on(leak, box, p) for p in later_positive):
                 # a positive click made later inside what this click would clear says it is
                 # vertebra (dark marrow under a thin endplate on elderly CT, not disc): it wins
                 continue
@@ -695,6 +693,13 @@ def _core_without_clicks(inside: np.ndarray, depth: np.ndarray, clicks: np.ndarr
     comp, n = ndimage.label(core)
     hit = np.unique(comp[ndimage.binary_dilation(clicks, iterations=1)])
     return core & ~np.isin(comp, hit[hit > 0])
+
+
+def _on(mask: np.ndarray, box, point) -> bool:
+    """Whether ``point`` (indices of the array ``box`` was cut from) lies inside ``box`` and on
+    ``mask`` (the box's own array)."""
+    rel = tuple(int(q) - b.start for q, b in zip(point, box))
+    return all(0 <= r < n for r, n in zip(rel, mask.shape)) and bool(mask[rel])
 
 
 def _box_around(at, half, shape) -> tuple[tuple[slice, slice, slice], tuple[int, int, int]]:
