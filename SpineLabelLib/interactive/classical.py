@@ -277,7 +277,8 @@ class ClassicalEngine(Engine):
         through the click: the leak into a disc in one click, and never the bone (thin
         discs vanish in the working grid's block means, so this is not left to it). The
         slab matters on thick-slice CT, where marrow is as dark as the disc (50-120 HU) and
-        an unconstrained flood would run from the disc into the vertebral body."""
+        an unconstrained flood would run from the disc into the vertebral body. A part that
+        holds a positive click given after the soft click is kept (``later_positive_wins``)."""
         from scipy import ndimage
 
         order = {id(c): i for i, c in enumerate(req.clicks)}
