@@ -128,7 +128,12 @@ def test_classical_real_chest_ct_with_thin_discs():
     m = evaluate_case(gt, res.mask, body_centroids(gt), res.centroids_ijk)
     assert m.id_rate >= 0.9
     assert m.dice_mean >= 0.66
-    assert any("rib" in n for n in res.notes)
+    # all twelve rib pairs are found (T1's short first rib and T12's thin 12th rib were
+    # missed: ribs fused with each other and with the contrast-filled heart and aorta, a
+    # joint gap at the 12th), so both ends of the count are anchored and the right labels
+    # are no longer a guess (confidence 0.07 -> 0.98 on every level)
+    assert "12 rib-bearing vertebrae in view (T1..T12)" in res.notes
+    assert all(res.confidence[v] >= 0.5 for v in res.labels)
 
 
 def test_classical_body_centres_on_thick_slice_chest_phantom():
