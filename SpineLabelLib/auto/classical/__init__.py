@@ -183,7 +183,7 @@ class ClassicalEngine(Engine):
         if not curves.found:
             return self._empty(ct, notes + ["no spine found: no spinal canal enclosed by bone in any slice"], t)
         filled = spine.fill_bone(bone, curves, s)
-        curves.body = spine.body_curve(filled | (hu > spine.BODY_BONE_HU), curves, s, filled)
+        curves.body = spine.body_curve(filled | (hu > spine.BODY_BONE_HU), curves, s)
         step(0.4, "discs", "canal")
         prof = discs.body_profile(hu, curves.body, curves.z_lo, curves.z_hi, s)
         edge, level = discs.edge_energy(hu, prof, s)

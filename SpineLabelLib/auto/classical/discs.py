@@ -30,8 +30,6 @@ from scipy import ndimage
 
 STEP_MM = 1.0
 SAMPLE_RADIUS_MM = 5.0
-#: Vertebra pitch (body height + disc) is about this multiple of the body's AP depth.
-PITCH_PER_DEPTH = 1.05
 
 
 @dataclass
@@ -40,11 +38,9 @@ class Profile:
     tangent: np.ndarray  # (n, 3) unit tangents (world, pointing to the feet)
     hu: np.ndarray  # (n,) mean HU
     dip: np.ndarray  # (n,) dip depth
-    expected_pitch: np.ndarray | None = None  # (n,) mm, from the body's antero-posterior depth
 
 
-def body_profile(hu: np.ndarray, body_xy: np.ndarray, z_lo: int, z_hi: int, s: float,
-                 body_depth: np.ndarray | None = None) -> Profile:
+def body_profile(hu: np.ndarray, body_xy: np.ndarray, z_lo: int, z_hi: int, s: float) -> Profile:
     """Sample the (smoothed) HU along the body curve from head (z_hi) to feet (z_lo)."""
     zs = np.arange(z_hi, z_lo - 1, -1, dtype=float)
     pts = np.column_stack([body_xy[z_hi:z_lo - 1 if z_lo > 0 else None:-1], zs])
@@ -70,14 +66,7 @@ def body_profile(hu: np.ndarray, body_xy: np.ndarray, z_lo: int, z_hi: int, s: f
         vals += ndimage.map_coordinates(hu, q.T, order=1, mode="nearest")
     vals /= len(offs)
     vals = ndimage.gaussian_filter1d(vals, 1.0)
-    expected = None
-    if body_depth is not None:
-        zi = np.clip(np.round(P[:, 2]).astype(int), 0, len(body_depth) - 1)
-        dep = body_depth[zi]
-        dep = np.where(np.isfinite(dep), dep, np.nanmedian(dep) if np.isfinite(dep).any() else 25.0)
-        expected = np.clip(PITCH_PER_DEPTH * dep, 14.0, 45.0)
-        expected[dep >= 39.0] = np.nan  # saturated measurement (vessels or ribs merged): no cue
-    return Profile(P, T, vals, dip_depth(vals), expected)
+    return Profile(P, T, vals, dip_depth(vals))
 
 
 def dip_depth(p: np.ndarray, lo: int = 2, hi: int = 9) -> np.ndarray:

@@ -52,7 +52,6 @@ class SpineCurves:
     z_lo: int  # first slice with a track
     z_hi: int  # last slice with a track (inclusive)
     support: np.ndarray  # (nz,) bool: canal directly observed in this slice
-    body_depth: np.ndarray | None = None  # (nz,) antero-posterior body depth (mm), running median
 
     @property
     def found(self) -> bool:
@@ -228,12 +227,10 @@ def fill_bone(bone: np.ndarray, curves: SpineCurves, s: float) -> np.ndarray:
     return filled
 
 
-def body_curve(filled: np.ndarray, curves: SpineCurves, s: float, dense_bone: np.ndarray | None = None) -> np.ndarray:
+def body_curve(filled: np.ndarray, curves: SpineCurves, s: float) -> np.ndarray:
     """(nz, 2) x, y of the vertebral body centre per slice (interpolated across discs)."""
     nz = filled.shape[2]
     out = np.full((nz, 2), np.nan)
-    ap_depth = np.full(nz, np.nan)
-    dense_bone = filled if dense_bone is None else dense_bone
     half_w = int(round(22.0 / s))
     depth = int(round(45.0 / s))
     min_px = 40.0 / (s * s)
@@ -259,19 +256,9 @@ def body_curve(filled: np.ndarray, curves: SpineCurves, s: float, dense_bone: np
             box = lab == v
         xs, ys = np.nonzero(box)
         out[z] = (xs.mean() + x0, ys.mean() + y0)
-        dense = dense_bone[x0:x1, y0:y1, z] & box
-        if dense.sum() >= min_px:
-            dl, dn = ndimage.label(dense)
-            if dn > 1:  # the piece touching the canal's front wall: the body, not a vessel
-                first = [np.flatnonzero(np.any(dl == v, axis=0)).min() for v in range(1, dn + 1)]
-                dense = dl == (int(np.argmin(first)) + 1)
-            yd = np.flatnonzero(dense.any(axis=0))
-            if yd.min() * s <= 6.0:
-                ap_depth[z] = (yd.max() - yd.min() + 1) * s
     if np.isfinite(out[:, 0]).sum() < 2:
         # no body seen: assume it lies 15 mm anterior of the canal front
         out = np.column_stack([curves.canal[:, 0], curves.canal_front + 15.0 / s])
-        curves.body_depth = np.full(nz, 25.0)
         return out
     seen = np.flatnonzero(np.isfinite(out[:, 0]))
     # the extrapolated ends count only as far as a body is seen (gaps < 15 mm)
@@ -296,8 +283,6 @@ def body_curve(filled: np.ndarray, curves: SpineCurves, s: float, dense_bone: np
     bad = np.hypot(*(out - med).T) * s > 10.0
     out[bad] = np.nan
     out = _interp_rows(out, curves.z_lo, curves.z_hi)
-    dmed = _running_nanmedian(ap_depth[:, None], max(3, int(round(40.0 / s)) | 1))[:, 0]
-    curves.body_depth = dmed
     return _smooth_rows(out, 4.0 / s, curves.z_lo, curves.z_hi)
 
 
