@@ -49,7 +49,9 @@ whole blocks of CT voxels inside the crop):
 4. **Back to the CT grid**: working blocks no click decided keep the current voxels
    exactly (full resolution detail is never lost); blocks that a click decided are filled at full resolution, and along the new boundary only voxels
    that look like bone are kept (above halfway between soft tissue and the added bone's
-   cortex, at least ``snap_hu``). Soft-tissue negative clicks are applied here, on the CT
+   cortex, at least ``snap_hu``). The image's own edge is not a boundary
+   (``open_image_edge``): a vertebra the field of view cuts goes on beyond it, and its
+   dark marrow in the last slices would otherwise never join. Soft-tissue negative clicks are applied here, on the CT
    voxels themselves (a 5 mm disc vanishes in the working grid's block means).
 5. **The neighbours' surface convention** (``calibrate_boundary``): the locked
    neighbours in the crop show where the reference puts a surface within a voxel of
@@ -122,6 +124,7 @@ class ClassicalEngine(Engine):
         neg_core_frac: float = 0.6,
         neg_core_yield_mm: float = 10.0,
         later_positive_wins: bool = True,
+        open_image_edge: bool = True,
     ):
         if method not in METHODS:
             from ..errors import SpineLabelInputError
@@ -157,6 +160,7 @@ class ClassicalEngine(Engine):
         self.neg_core_frac = float(neg_core_frac)
         self.neg_core_yield_mm = float(neg_core_yield_mm)
         self.later_positive_wins = bool(later_positive_wins)
+        self.open_image_edge = bool(open_image_edge)
         self._cache: dict = {}
 
     # ------------------------------------------------------------------------------
@@ -202,7 +206,11 @@ class ClassicalEngine(Engine):
             by_click |= holes
         fg_c[neg] = False
         by_click |= neg | pos
-        target = self._to_native(fg_c, by_click, base_c, base_fg, ct_crop, factors, locked_c, spare)
+        # the crop's faces on the image's own edge: a vertebra cut by the field of view goes on
+        # beyond them, so its voxels there are not its surface
+        at_edge = [(a, side) for a, b in enumerate(box) for side, on in ((0, b.start == 0), (1, b.stop == shape[a]))
+                   if on] if self.open_image_edge else []
+        target = self._to_native(fg_c, by_click, base_c, base_fg, ct_crop, factors, locked_c, spare, at_edge)
         if self.method == "geodesic":
             self._clear_soft_leaks(req, lo, ct_crop, base_fg, target, soft_clicks, axis)
         if self.calibrate_boundary and by_click.any():
@@ -634,7 +642,8 @@ class ClassicalEngine(Engine):
         cortex = float(np.percentile(vals, 95))
         return max(self.snap_hu, 0.5 * (cortex + 40.0))
 
-    def _to_native(self, fg_c, by_click, base_c, base_fg, ct_crop, factors, locked_c, spare=None) -> np.ndarray:
+    def _to_native(self, fg_c, by_click, base_c, base_fg, ct_crop, factors, locked_c, spare=None,
+                   at_edge=()) -> np.ndarray:
         """Working-grid decision -> voxels of the crop (see step 4 of the module docstring).
 
         Blocks decided by the current mask (no click reached them) keep its voxels exactly;
@@ -655,7 +664,7 @@ class ClassicalEngine(Engine):
         target[cleared] = False
         added_c = by_click & fg_c & ~base_c
         if added_c.any():
-            interior_c = ndimage.binary_erosion(fg_c, border_value=0)
+            interior_c = _erode_inside_image(fg_c, at_edge)
             add = up(added_c)
             edge = add & ~up(interior_c)
             target[add & ~edge] = True
@@ -674,6 +683,20 @@ class ClassicalEngine(Engine):
 MIN_BOUNDARY_VOXELS = 100
 #: How far (mm) around what the clicks decided the neighbours' surfaces are read.
 SURFACE_MARGIN_MM = 15.0
+
+
+def _erode_inside_image(mask: np.ndarray, at_edge) -> np.ndarray:
+    """One-voxel erosion (6-neighbours) in which the faces listed in ``at_edge`` ((axis,
+    0 | 1) pairs: the array lies on the image's edge there) continue the mask outward
+    instead of ending it."""
+    from scipy import ndimage
+
+    pad = [(0, 0)] * 3
+    for a, side in at_edge:
+        pad[a] = (1, pad[a][1]) if side == 0 else (pad[a][0], 1)
+    padded = np.pad(mask, pad, mode="edge") if at_edge else mask
+    eroded = ndimage.binary_erosion(padded, border_value=0)
+    return eroded[tuple(slice(p0, eroded.shape[a] - p1) for a, (p0, p1) in enumerate(pad))]
 
 
 def _click_count(seeds: np.ndarray) -> int:

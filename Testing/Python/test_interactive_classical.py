@@ -521,3 +521,27 @@ def test_a_later_positive_click_keeps_the_marrow_a_soft_click_would_clear(later_
         assert kept > 0.2
     else:
         assert kept < 0.01  # the click was ignored but for its own voxel: what the rule fixes
+
+
+@pytest.mark.parametrize("open_image_edge", [True, False])
+def test_a_vertebra_cut_by_the_field_of_view_is_not_peeled_at_the_image_edge(open_image_edge):
+    """Where the image ends inside a vertebra (the top body of a scan), its dark marrow in
+    the last slices is not its surface: a positive click adds it. Before, the new boundary
+    there kept only bone-bright voxels, so the marrow of the edge slice never joined
+    (totalseg_example T12, 3 mm voxels: one click after another at the top slice added
+    10-40 voxels each)."""
+    from SpineLabelLib.image import Image
+
+    hu = np.full((30, 30, 12), 30.0, np.float32)  # soft tissue
+    hu[8:22, 8:22, 2:] = 600.0  # a body's cortex, running out of the image at the top
+    hu[10:20, 10:20, 4:] = 100.0  # dark marrow inside it, to the image's top slice
+    ct = Image(hu, np.diag([3.0, 3.0, 3.0, 1.0]), "body cut by the field of view")
+    labels = np.zeros(hu.shape, np.int16)
+    s = open_session(ct, labels, engine="classical", open_image_edge=open_image_edge)
+    got = s.refine(label=20, clicks=[((15, 15, 8), True)]) == 20
+    top, below = int(got[10:20, 10:20, -1].sum()), int(got[10:20, 10:20, -2].sum())
+    assert below > 20  # the click's growth reaches the slice under the edge either way
+    if open_image_edge:
+        assert top > 0.5 * below
+    else:
+        assert top == 0  # what the rule fixes
