@@ -177,7 +177,10 @@ def load_sam(checkpoint, model_type: str | None = None):
 class EmbeddingCache:
     """Bounded LRU of image embeddings keyed by (case, axis, slice), with background
     precomputation on one worker thread. Thread-safe; a request for an embedding that the
-    worker is computing waits for it instead of computing it twice."""
+    worker is computing waits for it instead of computing it twice, and a request for one
+    that nobody computes yet goes before the queued precomputations (they are dropped; the
+    engine queues its nearby slices again after the refinement): on CPU an encoder call
+    takes 25-45 s, so a click must not wait for a queue of guesses."""
 
     def __init__(self, size: int, compute):
         self.size = max(1, int(size))
@@ -187,7 +190,7 @@ class EmbeddingCache:
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam-prefetch")
-        self.hits = self.misses = self.prefetched = 0
+        self.hits = self.misses = self.prefetched = self.dropped = 0
 
     def _run(self, key):
         with self._model_lock:
@@ -211,6 +214,11 @@ class EmbeddingCache:
                 return self._data[key]
             fut = self._pending.get(key)
             self.misses += 1
+            if fut is None:
+                for other, queued in list(self._pending.items()):
+                    if queued.cancel():  # not started yet
+                        del self._pending[other]
+                        self.dropped += 1
         if fut is not None:
             return fut.result()
         return self._run(key)

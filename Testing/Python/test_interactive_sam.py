@@ -216,3 +216,35 @@ def test_sam_bad_clicks_leave_the_labelmap_unchanged(phantom, checkpoint):
         assert np.array_equal(s.labelmap, before)
     with pytest.raises(SpineLabelInputError, match="device"):
         open_session(phantom.ct, gt, engine="sam", model=tiny_sam(), device="nonsense")
+
+
+def test_a_direct_request_goes_before_queued_prefetches():
+    """On CPU an encoder call takes 25-45 s: a click on a slice nobody is computing must
+    not wait behind the queued guesses. It waits only for the one already running."""
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def compute(key):
+        calls.append(key)
+        if key[2] == 1:  # the first prefetch holds the model until released
+            started.set()
+            release.wait(5)
+        return key[2]
+
+    cache = EmbeddingCache(8, compute)
+    futures = cache.prefetch([("c", 2, k) for k in (1, 2, 3, 4)])
+    assert started.wait(5)
+    threading.Timer(0.2, release.set).start()
+    assert cache.get(("c", 2, 9)) == 9
+    # slice 1 was running and finished; slices 2-4 were dropped, never computed
+    assert calls == [("c", 2, 1), ("c", 2, 9)]
+    assert cache.dropped == 3 and all(f.cancelled() for f in futures[1:])
+    assert ("c", 2, 1) in cache and ("c", 2, 9) in cache
+    # a request for a queued key waits for it instead (nothing dropped)
+    futures = cache.prefetch([("c", 2, k) for k in (5, 6)])
+    assert cache.get(("c", 2, 6)) == 6 and cache.dropped == 3
+    for f in futures:
+        f.result()
+    cache.close()
