@@ -213,6 +213,7 @@ def attached_ribs(bone: np.ndarray, lab: np.ndarray, curves: SpineCurves, s: flo
     np.maximum.at(reach, lbl, np.abs(dx))
     np.add.at(side_sum, lbl, np.sign(dx))
     objects = ndimage.find_objects(comp)
+    side_of = (side_sum <= 0).astype(int)  # 0: right (+x), 1: left, per component
     for c in range(1, n + 1):
         if sizes[c] < RIB_MIN_ML or reach[c] < RIB_REACH_MM:
             continue
@@ -222,15 +223,15 @@ def attached_ribs(bone: np.ndarray, lab: np.ndarray, curves: SpineCurves, s: flo
                 # a thin rib (the 11th, 12th) with a joint gap to its vertebra at this grid
                 k = _nearest_vertebra(comp, c, objects[c - 1], L, int(np.ceil(NEAR_RIB_MM / s)))
                 if k is not None:
-                    out[k, 0 if side_sum[c] > 0 else 1] = True
+                    out[k, side_of[c]] = True
             continue
         if sizes[c] <= RIB_MAX_ML and np.count_nonzero(row >= MIN_CONTACT) <= 1:
             k = int(np.argmax(row))
-            out[k, 0 if side_sum[c] > 0 else 1] = True
+            out[k, side_of[c]] = True
             continue
         if not SPLIT_FUSED_RIBS:
             if sizes[c] <= RIB_MAX_ML:
-                out[int(np.argmax(row)), 0 if side_sum[c] > 0 else 1] = True
+                out[int(np.argmax(row)), side_of[c]] = True
             continue
         # ribs fused with each other (or with the scapula) at this grid: one piece touching
         # several vertebrae. Split it by which vertebra each voxel is nearest to along the
