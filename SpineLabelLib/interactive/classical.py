@@ -47,12 +47,13 @@ whole blocks of CT voxels inside the crop):
      prior probability, clicks and locked neighbours as Dirichlet seeds), solved with
      preconditioned conjugate gradients on the same working grid.
 4. **Back to the CT grid**: working blocks no click decided keep the current voxels
-   exactly (full resolution detail is never lost); blocks that a click decided are filled at full resolution, and along the new boundary only voxels
-   that look like bone are kept (above halfway between soft tissue and the added bone's
-   cortex, at least ``snap_hu``). The image's own edge is not a boundary
-   (``open_image_edge``): a vertebra the field of view cuts goes on beyond it, and its
-   dark marrow in the last slices would otherwise never join. Soft-tissue negative clicks are applied here, on the CT
-   voxels themselves (a 5 mm disc vanishes in the working grid's block means).
+   exactly (full resolution detail is never lost); blocks that a click decided are
+   filled at full resolution, and along the new boundary only voxels that look like bone
+   are kept (above halfway between soft tissue and the added bone's cortex, at least
+   ``snap_hu``). The image's own edge is not a boundary (``open_image_edge``): a vertebra
+   the field of view cuts goes on beyond it, and its dark marrow in the last slices would
+   otherwise never join. Soft-tissue negative clicks are applied here, on the CT voxels
+   themselves (a 5 mm disc vanishes in the working grid's block means).
 5. **The neighbours' surface convention** (``calibrate_boundary``): the locked
    neighbours in the crop show where the reference puts a surface within a voxel of
    partial volume (the HU level that best separates their outermost voxels from the
@@ -691,9 +692,9 @@ def _erode_inside_image(mask: np.ndarray, at_edge) -> np.ndarray:
     instead of ending it."""
     from scipy import ndimage
 
-    pad = [(0, 0)] * 3
+    pad = [[0, 0] for _ in range(3)]
     for a, side in at_edge:
-        pad[a] = (1, pad[a][1]) if side == 0 else (pad[a][0], 1)
+        pad[a][side] = 1
     padded = np.pad(mask, pad, mode="edge") if at_edge else mask
     eroded = ndimage.binary_erosion(padded, border_value=0)
     return eroded[tuple(slice(p0, eroded.shape[a] - p1) for a, (p0, p1) in enumerate(pad))]
