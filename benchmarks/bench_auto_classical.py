@@ -13,7 +13,7 @@ import numpy as np
 from _common import DATA, machine, peak_rss_mb
 from SpineLabelLib.auto.base import get_engine
 from SpineLabelLib.image import load_image, map_to_grid_exactly
-from SpineLabelLib.labels import totalseg_to_verse
+from SpineLabelLib.labels import name_of, totalseg_to_verse
 from SpineLabelLib.verse.body import body_centroids
 from SpineLabelLib.verse.metrics import evaluate_case
 
@@ -64,8 +64,6 @@ def main():
         pairs += per_vertebra_correct(m, res)
         print(f"| {name} | {m.id_rate:.3f} | {m.dice_mean:.3f} | {m.d_mean if m.d_mean is None else round(m.d_mean, 1)} | {el:.1f} |")
         if name.endswith("dicom"):
-            from SpineLabelLib.labels import name_of
-
             print(f"  {name}: labelled {', '.join(f'{name_of(v)} {c:.2f}' for v, c in sorted(res.confidence.items()))}; "
                   f"{'; '.join(res.notes)}")
     print(f"peak RSS after real cases: {peak_rss_mb():.0f} MB")

@@ -260,8 +260,9 @@ def _nearest_vertebra(comp: np.ndarray, c: int, sub, L: np.ndarray, steps: int) 
 
 
 def _fused_rib_parts(piece: np.ndarray, L: np.ndarray, xs: np.ndarray, cx: np.ndarray, s: float, n_seg: int):
-    """(vertebra index, side) of each rib in a bone ``piece`` (bool, in a box of the label
-    map ``L`` whose x indices are ``xs`` and whose slices have the canal at x = ``cx``) that
+    """(vertebra index, side) of each rib in a bone ``piece`` (bool, in a box of the
+    working-grid label map ``L``, axes +R, +A, +S; the box's x indices are ``xs`` and its
+    slices have the canal at x = ``cx``) that
     touches several vertebrae: each voxel goes to the vertebra nearest to it along the piece
     (multi-source Dijkstra from the voxels touching each vertebra); a part is a rib when it
     is of rib size, reaches ``RIB_REACH_MM`` from the canal axis and touches its vertebra."""
