@@ -65,7 +65,12 @@ whole blocks of CT voxels inside the crop):
    inside its outermost ``patch_rim_mm``) moves the surface over a patch around the
    click, to the click's own depth: where the target and the reference disagree only on
    where the surface lies, the errors are layers a voxel or two thick that the working
-   grid cannot see, and one voxel per click barely moves Dice.
+   grid cannot see, and one voxel per click barely moves Dice. On thick slices (the
+   coarsest spacing at least ``layer_ratio`` times the finest), a negative click the
+   working grid already obeyed, made on the target's end slice (no target on one side of
+   it across the slices), clears the end layer of that slice bordering the hole it made,
+   within ``layer_radius_mm`` (``layer_clicks``): the partial-volume plate a disc slice
+   leaves on a body goes in one click, not in twenty.
 7. **Enclosed pockets** (``fill_enclosed``, off by default): background pockets enclosed
    by the target alone are filled (dark marrow on noisy or thick-slice CT), so the surface
    steps above never treat them as surface. Measured: it helps on totalseg_example and
@@ -126,6 +131,10 @@ class ClassicalEngine(Engine):
         neg_core_yield_mm: float = 10.0,
         later_positive_wins: bool = True,
         open_image_edge: bool = True,
+        layer_clicks: bool = True,
+        layer_ratio: float = 1.8,
+        layer_radius_mm: float = 8.0,
+        layer_hole_mm2: float = 30.0,
     ):
         if method not in METHODS:
             from ..errors import SpineLabelInputError
@@ -162,6 +171,10 @@ class ClassicalEngine(Engine):
         self.neg_core_yield_mm = float(neg_core_yield_mm)
         self.later_positive_wins = bool(later_positive_wins)
         self.open_image_edge = bool(open_image_edge)
+        self.layer_clicks = bool(layer_clicks)
+        self.layer_ratio = float(layer_ratio)
+        self.layer_radius_mm = float(layer_radius_mm)
+        self.layer_hole_mm2 = float(layer_hole_mm2)
         self._cache: dict = {}
 
     # ------------------------------------------------------------------------------
@@ -347,12 +360,16 @@ class ClassicalEngine(Engine):
         from scipy import ndimage
 
         sp = np.asarray(req.ct.spacing, float)
-        half = np.ceil((self.patch_radius_mm + self.patch_rim_mm) / sp).astype(int) + 1
+        half = np.ceil(max(self.patch_radius_mm + self.patch_rim_mm, self.layer_radius_mm) / sp).astype(int) + 1
         for click in req.clicks:
             rel = np.asarray(click.ijk) - lo
-            if np.any(rel < 0) or np.any(rel >= target.shape) or target[tuple(rel)] == click.positive:
+            if np.any(rel < 0) or np.any(rel >= target.shape):
                 continue
             box, at = _box_around(rel, half, target.shape)
+            if target[tuple(rel)] == click.positive:
+                if not click.positive and self.layer_clicks:
+                    self._end_layer_patch(target[box], locked[box], at, sp)
+                continue
             t = target[box]
             # distance (mm) of every voxel to the other side of the target's surface
             side = ~t if click.positive else t
@@ -365,6 +382,56 @@ class ClassicalEngine(Engine):
             patch = side & near & (depth <= d_click + 1e-3) & ~locked[box]
             comp, _n = ndimage.label(patch)
             t[comp == comp[at]] = click.positive
+
+    def _end_layer_patch(self, t, locked, at, sp) -> None:
+        """A negative click the working grid already obeyed, on the target's end slice of a
+        thick-slice CT, clears that slice's end layer within ``layer_radius_mm`` (in place).
+
+        Why: on thick slices (lidc0001: 0.7 x 0.7 x 2.5 mm) the slice through a disc next to
+        a body holds partial-volume endplate brighter than the marrow; the target keeps it
+        as a plate one slice thick. A click in the plate lies 2.5 mm deep (the slice
+        spacing), the geodesic competition clears a few blocks around it, and the rim patch
+        skips it (the clicked voxel already obeys): ten clicks each removed ~20 of ~1400
+        false voxels. The end layer is the click's slice (across the coarsest axis) where
+        the target has no voxel on one side of it along that axis: what a click can mean on
+        a plate, never the body behind it. Its pieces that border the click's hole go; ``t``,
+        ``locked``: the box around the click; ``at``: the click's index in it; ``sp``: mm per
+        index step along each axis."""
+        from scipy import ndimage
+
+        a = int(np.argmax(sp))
+        if sp[a] < self.layer_ratio * float(np.min(sp)):
+            return
+        z = at[a]
+        n = t.shape[a]
+        plane = np.take(t, z, axis=a)
+        below = np.take(t, z - 1, axis=a) if z > 0 else np.zeros_like(plane)
+        above = np.take(t, z + 1, axis=a) if z + 1 < n else np.zeros_like(plane)
+        at2 = tuple(q for d, q in enumerate(at) if d != a)
+        if below[at2] and above[at2]:  # the click lies inside the body's column, not on a plate
+            return
+        sp2 = [s_ for d, s_ in enumerate(sp) if d != a]
+        grids = np.ogrid[tuple(slice(-q, m - q) for q, m in zip(at2, plane.shape))]
+        r2 = sum((g * s_) ** 2 for g, s_ in zip(grids, sp2))
+        near = r2 <= self.layer_radius_mm ** 2
+        end = plane & ~(below & above) & near & ~np.take(locked, z, axis=a)
+        eight = np.ones((3, 3), bool)
+        comp, _n = ndimage.label(end, structure=eight)
+        # the clicked voxel is already cleared, in a hole the working grid made around it:
+        # the click takes the end pieces within 1.5 voxels of it, or around its hole if that
+        # hole is small (the click did next to nothing). Where the grid cleared more, the
+        # click did its work: taking every end piece around a wide hole also took true
+        # endplates beside rib leaks (synthetic NoC@90 2.67 -> 2.76, measured)
+        around = r2 <= (1.5 * max(sp2)) ** 2
+        holes, _n = ndimage.label(~plane & near)
+        hole = holes == holes[at2]
+        if hole.sum() * float(np.prod(sp2)) <= self.layer_hole_mm2:
+            around |= ndimage.binary_dilation(hole, structure=eight)
+        touch = comp[around & (comp > 0)]
+        if touch.size:
+            idx = [slice(None)] * 3
+            idx[a] = z
+            t[tuple(idx)][np.isin(comp, np.unique(touch))] = False
 
     # ------------------------------------------------------------------------------
     def _roi(self, req: RefineRequest, spacing) -> tuple[np.ndarray, np.ndarray]:

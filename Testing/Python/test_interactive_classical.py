@@ -545,3 +545,43 @@ def test_a_vertebra_cut_by_the_field_of_view_is_not_peeled_at_the_image_edge(ope
         assert top > 0.5 * below
     else:
         assert top == 0  # what the rule fixes
+
+
+@pytest.mark.parametrize("layer_clicks", [True, False])
+def test_a_negative_click_on_a_one_slice_plate_clears_the_plate(layer_clicks):
+    """On thick slices the slice through a disc holds partial-volume endplate brighter than
+    the marrow, and the target keeps it as a plate one slice thick. A negative click in it
+    lies one slice deep: the working grid cleared a few blocks around it and the rim patch
+    skipped it (the clicked voxel already obeyed), so each click removed ~20 voxels of a
+    ~1400-voxel plate (lidc0001 T7). The plate around the click goes; the body above it
+    and the locked neighbour below stay."""
+    from SpineLabelLib.image import Image
+
+    sp = (0.7, 0.7, 2.5)
+    hu = np.full((80, 80, 14), 30.0, np.float32)
+    ii, jj = np.mgrid[:80, :80]
+    disk = (ii - 40) ** 2 + (jj - 40) ** 2 <= 30 ** 2
+    ring = disk & ((ii - 40) ** 2 + (jj - 40) ** 2 >= 27 ** 2)
+    for z in range(7, 14):  # the target's body: cortex ring, marrow
+        hu[..., z][disk] = 160.0
+        hu[..., z][ring] = 600.0
+    hu[..., 6][disk] = 260.0  # the disc slice: brighter than the marrow (partial volume)
+    for z in range(0, 5):  # the neighbour below
+        hu[..., z][disk] = 160.0
+    ct = Image(hu, np.diag([*sp, 1.0]), "thick-slice body with a disc plate")
+    labels = np.zeros(hu.shape, np.int16)
+    labels[..., 6:][disk] = 20
+    labels[..., :5][disk] = 21
+    s = open_session(ct, labels, engine="classical", layer_clicks=layer_clicks)
+    # a positive click in the body first (as on lidc0001, where the body was grown by
+    # clicks): the negative click then clears only a few blocks of the plate itself
+    got = s.refine(label=20, clicks=[((40, 40, 10), True), ((40, 40, 6), False)])
+    plate = int((got[..., 6][disk] == 20).sum())
+    removed = int(disk.sum()) - plate
+    assert (got[..., 7:] == 20).sum() == (labels[..., 7:] == 20).sum()  # the body stays whole
+    assert np.array_equal(got == 21, labels == 21)
+    within_8mm = np.pi * (8.0 / 0.7) ** 2  # voxels of the plate within 8 mm of the click
+    if layer_clicks:
+        assert removed >= 0.9 * within_8mm
+    else:
+        assert removed < 0.5 * within_8mm  # only the working grid's hole: what the rule fixes
