@@ -68,9 +68,10 @@ whole blocks of CT voxels inside the crop):
    grid cannot see, and one voxel per click barely moves Dice. On thick slices (the
    coarsest spacing at least ``layer_ratio`` times the finest), a negative click the
    working grid already obeyed, made on the target's end slice (no target on one side of
-   it across the slices), clears the end layer of that slice bordering the hole it made,
-   within ``layer_radius_mm`` (``layer_clicks``): the partial-volume plate a disc slice
-   leaves on a body goes in one click, not in twenty.
+   it across the slices), clears that slice's end-layer pieces next to it (or around the
+   hole the working grid made, if that hole is under ``layer_hole_mm2``) within
+   ``layer_radius_mm`` (``layer_clicks``): the partial-volume plate a disc slice leaves
+   on a body goes in a click or two, not in twenty.
 7. **Enclosed pockets** (``fill_enclosed``, off by default): background pockets enclosed
    by the target alone are filled (dark marrow on noisy or thick-slice CT), so the surface
    steps above never treat them as surface. Measured: it helps on totalseg_example and
@@ -394,7 +395,7 @@ class ClassicalEngine(Engine):
         skips it (the clicked voxel already obeys): ten clicks each removed ~20 of ~1400
         false voxels. The end layer is the click's slice (across the coarsest axis) where
         the target has no voxel on one side of it along that axis: what a click can mean on
-        a plate, never the body behind it. Its pieces that border the click's hole go; ``t``,
+        a plate, never the body behind it. Its pieces next to the click (or its small hole) go; ``t``,
         ``locked``: the box around the click; ``at``: the click's index in it; ``sp``: mm per
         index step along each axis."""
         from scipy import ndimage
