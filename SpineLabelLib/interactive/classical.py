@@ -378,8 +378,7 @@ class ClassicalEngine(Engine):
             d_click = float(depth[at])
             if d_click > self.patch_rim_mm:
                 continue
-            grids = np.ogrid[tuple(slice(b.start - r, b.stop - r) for b, r in zip(box, rel))]
-            near = sum((g * s) ** 2 for g, s in zip(grids, sp)) <= self.patch_radius_mm ** 2
+            near = _mm2_from(at, t.shape, sp) <= self.patch_radius_mm ** 2
             patch = side & near & (depth <= d_click + 1e-3) & ~locked[box]
             comp, _n = ndimage.label(patch)
             t[comp == comp[at]] = click.positive
@@ -395,29 +394,27 @@ class ClassicalEngine(Engine):
         skips it (the clicked voxel already obeys): ten clicks each removed ~20 of ~1400
         false voxels. The end layer is the click's slice (across the coarsest axis) where
         the target has no voxel on one side of it along that axis: what a click can mean on
-        a plate, never the body behind it. Its pieces next to the click (or its small hole) go; ``t``,
-        ``locked``: the box around the click; ``at``: the click's index in it; ``sp``: mm per
-        index step along each axis."""
+        a plate, never the body behind it. Its pieces next to the click (or its small hole)
+        go. ``t``, ``locked``: (i, j, k) boxes of the crop around the click; ``at``: the
+        click's (i, j, k) index in them; ``sp``: mm per index step along i, j, k."""
         from scipy import ndimage
 
         a = int(np.argmax(sp))
         if sp[a] < self.layer_ratio * float(np.min(sp)):
             return
-        z = at[a]
-        n = t.shape[a]
-        plane = np.take(t, z, axis=a)
-        below = np.take(t, z - 1, axis=a) if z > 0 else np.zeros_like(plane)
-        above = np.take(t, z + 1, axis=a) if z + 1 < n else np.zeros_like(plane)
+        # slices across the coarsest axis first (views: writing them writes ``t``)
+        t, locked, z = np.moveaxis(t, a, 0), np.moveaxis(locked, a, 0), at[a]
+        plane = t[z]
+        below = t[z - 1] if z > 0 else np.zeros_like(plane)
+        above = t[z + 1] if z + 1 < len(t) else np.zeros_like(plane)
         at2 = tuple(q for d, q in enumerate(at) if d != a)
         if below[at2] and above[at2]:  # the click lies inside the body's column, not on a plate
             return
         sp2 = [s_ for d, s_ in enumerate(sp) if d != a]
-        grids = np.ogrid[tuple(slice(-q, m - q) for q, m in zip(at2, plane.shape))]
-        r2 = sum((g * s_) ** 2 for g, s_ in zip(grids, sp2))
+        r2 = _mm2_from(at2, plane.shape, sp2)
         near = r2 <= self.layer_radius_mm ** 2
-        end = plane & ~(below & above) & near & ~np.take(locked, z, axis=a)
         eight = np.ones((3, 3), bool)
-        comp, _n = ndimage.label(end, structure=eight)
+        comp, _n = ndimage.label(plane & ~(below & above) & near & ~locked[z], structure=eight)
         # the clicked voxel is already cleared, in a hole the working grid made around it:
         # the click takes the end pieces within 1.5 voxels of it, or around its hole if that
         # hole is small (the click did next to nothing). Where the grid cleared more, the
@@ -428,11 +425,9 @@ class ClassicalEngine(Engine):
         hole = holes == holes[at2]
         if hole.sum() * float(np.prod(sp2)) <= self.layer_hole_mm2:
             around |= ndimage.binary_dilation(hole, structure=eight)
-        touch = comp[around & (comp > 0)]
+        touch = np.unique(comp[around & (comp > 0)])
         if touch.size:
-            idx = [slice(None)] * 3
-            idx[a] = z
-            t[tuple(idx)][np.isin(comp, np.unique(touch))] = False
+            plane[np.isin(comp, touch)] = False
 
     # ------------------------------------------------------------------------------
     def _roi(self, req: RefineRequest, spacing) -> tuple[np.ndarray, np.ndarray]:
@@ -793,6 +788,13 @@ def _on(mask: np.ndarray, box, point) -> bool:
     ``mask`` (the box's own array)."""
     rel = tuple(int(q) - b.start for q, b in zip(point, box))
     return all(0 <= r < n for r, n in zip(rel, mask.shape)) and bool(mask[rel])
+
+
+def _mm2_from(at, shape, sp) -> np.ndarray:
+    """Squared distance (mm²) of every index of an array of ``shape`` from index ``at``,
+    ``sp`` mm per index step along each axis (an open grid, broadcast to ``shape``)."""
+    grids = np.ogrid[tuple(slice(-q, m - q) for q, m in zip(at, shape))]
+    return sum((g * s) ** 2 for g, s in zip(grids, sp))
 
 
 def _box_around(at, half, shape) -> tuple[tuple[slice, slice, slice], tuple[int, int, int]]:
