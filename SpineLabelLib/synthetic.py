@@ -620,6 +620,9 @@ class _Level:
     tp_len: float  # transverse process length
     tp_angle: float  # transverse process backward angle from lateral
     ribs: bool = False
+    #: the thoracolumbar transitional vertebra (the last thoracic one, ribs or not):
+    #: thoracic (coronal) superior, lumbar (sagittal) inferior articular processes
+    transitional: bool = False
     value: int = 0
     frame: np.ndarray | None = None  # 4x4 local (u right, v anterior, w cranial) -> world
     s: float = 0.0  # arc length of the body centre along the spine curve
@@ -691,6 +694,7 @@ def _levels(spec: PhantomSpec, rng: np.random.Generator) -> list[_Level]:
         lev = _Level(name, region, H * j[0], W * j[1], D * j[2], disc * rng.uniform(0.88, 1.12),
                      cw * scale, cd * scale, t * scale, sp * scale, spa, tp * scale, tpa)
         lev.ribs = region == "T" and not (name == "T12" and spec.missing_rib12)
+        lev.transitional = name == ("T13" if spec.t13 else "T12")
         if name == "T12" and spec.missing_rib12:  # a rib-less T12 looks lumbar
             lev.tp_len, lev.tp_angle = 15.0 * scale, 10.0
         levels.append(lev)
@@ -807,18 +811,23 @@ def _facets(lev: _Level, vc: float, lo: float, hi: float, sap=True, iap=True) ->
     """Superior (cranial) and inferior (caudal) articular processes as small boxes.
 
     Lumbar facets are sagittal (superior process lateral of the inferior one of the
-    vertebra above), thoracic/cervical ones coronal (superior process anterior)."""
-    F, t = lev.frame, lev.t
+    vertebra above), thoracic/cervical ones coronal (superior process anterior). The
+    transitional vertebra has thoracic superior and lumbar inferior processes."""
+    F = lev.frame
     hs = 0.5 * (lev.H + lev.disc)
-    if lev.region in "LS":
-        du, dv, half, uf, vf = 6.5, 0.0, (2.8, 4.5), lev.cw / 2 + 0.7 * t, vc - 0.2 * lev.cd
-    else:
-        du, dv, half, uf, vf = 0.0, 6.5, (4.5, 2.3), lev.cw / 2 + 0.5 * t, vc
+
+    def placement(lumbar: bool):  # (du, dv, half sizes u/v, u and v of the joint)
+        if lumbar:
+            return 6.5, 0.0, (2.8, 4.5), lev.cw / 2 + 0.7 * lev.t, vc - 0.2 * lev.cd
+        return 0.0, 6.5, (4.5, 2.3), lev.cw / 2 + 0.5 * lev.t, vc
+
     parts = []
     for side in (1, -1):
         if sap:
+            du, dv, half, uf, vf = placement(lev.region in "LS")
             parts.append(_RoundBox(_at(F, (side * (uf + du / 2), vf + dv / 2, hi - 2 + hs / 2)), (*half, hs / 2), 1.5))
         if iap:
+            du, dv, half, uf, vf = placement(lev.region in "LS" or lev.transitional)
             parts.append(_RoundBox(_at(F, (side * (uf - du / 2), vf - dv / 2, lo + 2 - hs / 2)), (*half, hs / 2), 1.5))
     return parts
 

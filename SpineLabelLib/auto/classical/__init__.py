@@ -50,7 +50,7 @@ import numpy as np
 from ...image import Image, check_ct_intensities
 from ...labels import SACRUM, name_of
 from ..base import Engine, EngineResult, empty_result
-from . import anchors, discs, grid, labelling, separate, spine
+from . import anchors, discs, facets, grid, labelling, separate, spine
 
 #: Thinner than this along any world axis, an image cannot show a vertebra with its discs.
 MIN_EXTENT_MM = 30.0
@@ -218,6 +218,8 @@ class ClassicalEngine(Engine):
         ribbed = [i for i, f in enumerate(feats[:last]) if f.rib >= 0.5]
         for f in feats[:max(ribbed) + 1] if ribbed else []:
             f.ilium = 0.0
+        for f, p_sagittal in zip(feats, facets.joints_sagittal(ct, work.affine, curves, prof, segs, s)):
+            f.facet_sagittal = p_sagittal
         skull = anchors.skull_above(bone, curves, prof, s)
         if skull_piece:
             skull = max(skull, skull_piece)

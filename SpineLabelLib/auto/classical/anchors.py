@@ -34,6 +34,9 @@ class SegmentFeatures:
     length_mm: float
     z_range: tuple[int, int]  # working slices covered
     at_fov_edge: bool
+    #: probability that its facet joints with the segment above are sagittal (lumbar
+    #: type); None where not measured (see :mod:`.facets`)
+    facet_sagittal: float | None = None
 
 
 def _side_fraction(bone: np.ndarray, curves: SpineCurves, zs: range, s: float, lateral, y_range, min_mm2: float):

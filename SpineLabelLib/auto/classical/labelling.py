@@ -9,6 +9,9 @@ scored by the evidence:
 * rib-bearing segments must be thoracic (T1-T12, T13), the others not (a missing 12th rib
   leaves T12 rib-less); rib evidence beside the pelvis is ignored (the iliac crest);
 * the skull base above the top segment makes it C1;
+* the facet joints above each segment: coronal (thoracic) up to the last thoracic
+  vertebra, sagittal (lumbar) below it (:mod:`.facets`; what tells a rib-less T12 from
+  L1 when no cranial anchor is in view);
 * the disc-to-disc pitch of complete segments against typical adult values by level
   (a weak cue, scaled to the patient);
 * priors: T13 and L6 each in ~6% of spines, a missing 12th rib in ~4%.
@@ -48,6 +51,14 @@ PRIOR_T13, PRIOR_L6, PRIOR_MISSING_RIB12 = 0.06, 0.06, 0.04
 SKULL_MM2 = 2500.0
 PITCH_SIGMA = 0.14
 RIB_WEIGHT = 1.6
+#: Probability that the facet joints above a vertebra are sagittal (lumbar type), from
+#: Singer et al. 1988 (CT of 214 thoracolumbar junctions): the joints turn from coronal to
+#: sagittal abruptly at T12 (29 %), at T11 (16 %) or at L1 (0.5 %), or gradually over
+#: the T11 and T12 joints (54 %). So the joint above the first lumbar vertebra is sagittal
+#: in 99 %; above the last thoracic one (T12, or T13 when present) in about a third, above
+#: the one before it in a tenth; higher thoracic joints are coronal. The joints above
+#: C1..T1 (cervical facets are oblique) and the lumbosacral one (often oblique) are left out.
+FACET_SAGITTAL = {"thoracic": 0.03, "before last thoracic": 0.1, "last thoracic": 0.35, "lumbar": 0.99}
 #: A level is decided by the image when the hypotheses giving it its label hold at least
 #: this share of the image-only posterior (anatomical variants at even odds; 2:1 odds)
 IMAGE_DECIDES = 0.67
@@ -258,7 +269,14 @@ def _image_score(h: Hypothesis, feats: list[SegmentFeatures], p_sacrum: float, s
         # to C7 (a cervical rib, ~0.5% of people) is rare, so a rib-bearing vertebra
         # under non-rib-bearing ones is T1 with full weight: the cervicothoracic anchor
         w = RIB_WEIGHT * (0.5 if name in ("L1", "T1") else 1.0) * (0.6 if f.at_fov_edge else 1.0)
-        sc += w * math.log(0.06 + 0.88 * p)
+        sc += w * _evidence(p)
+    last_thoracic = "T13" if h.t13 else "T12"
+    for name, f in zip(h.names, feats):
+        q = _facet_sagittal_prior(name, last_thoracic)
+        if q is None or f.facet_sagittal is None:
+            continue
+        p = f.facet_sagittal
+        sc += RIB_WEIGHT * _evidence(q * p + (1.0 - q) * (1.0 - p))  # both sides, like a rib pair
     # pitch: fit one patient scale, penalise deviations. C1 has no body and no disc
     # below it (the atlanto-axial joint): its "pitch" is not comparable, left out
     obs = [(f.pitch_mm, PITCH_MM[nm]) for nm, f in zip(h.names, feats) if f.pitch_mm and nm not in ("sacrum", "C1")]
@@ -267,6 +285,40 @@ def _image_score(h: Hypothesis, feats: list[SegmentFeatures], p_sacrum: float, s
         scale = float(np.clip(np.median(r), -0.25, 0.25))
         sc += -0.5 * float(np.sum(((r - scale) / PITCH_SIGMA) ** 2)) - 0.5 * (scale / 0.12) ** 2
     return sc
+
+
+def _facet_sagittal_prior(name: str, last_thoracic: str) -> float | None:
+    """Probability that the facet joints above vertebra ``name`` are sagittal; None for
+    the levels left out (C1..T1, the sacrum)."""
+    if name[0] == "C" or name in ("T1", "sacrum"):
+        return None
+    if name[0] == "L":
+        return FACET_SAGITTAL["lumbar"]
+    if name == last_thoracic:
+        return FACET_SAGITTAL["last thoracic"]
+    if int(name[1:]) == int(last_thoracic[1:]) - 1:
+        return FACET_SAGITTAL["before last thoracic"]
+    return FACET_SAGITTAL["thoracic"]
+
+
+def _facet_transition(feats: list[SegmentFeatures]) -> tuple[int, int] | None:
+    """(i, j): the last segment whose joints above are coronal and the first below it
+    whose joints above are sagittal, with every clear measurement (probability under 0.3
+    or over 0.7) above i coronal and every one from j down sagittal; None when the clear
+    measurements show no single turn."""
+    measured = [(i, f.facet_sagittal > 0.7) for i, f in enumerate(feats)
+                if f.facet_sagittal is not None and not 0.3 <= f.facet_sagittal <= 0.7]
+    turns = [k for k in range(1, len(measured)) if measured[k][1] != measured[k - 1][1]]
+    if len(turns) != 1 or measured[turns[0]][1] is False:
+        return None
+    k = turns[0]
+    return measured[k - 1][0], measured[k][0]
+
+
+def _evidence(p: float) -> float:
+    """Log-likelihood of an anchor observation that fits the hypothesis with probability
+    ``p``; the floor (0.06) is the chance that the measurement itself failed."""
+    return math.log(0.06 + 0.88 * p)
 
 
 def _explain(best: Hypothesis, feats, p_sacrum, skull, reasons, cranial: str | None = None) -> list[str]:
@@ -300,11 +352,19 @@ def _explain(best: Hypothesis, feats, p_sacrum, skull, reasons, cranial: str | N
         for nm, r in zip(names, reasons):
             if nm == "L6":
                 r.append("six non-rib-bearing vertebrae above the sacrum: L6 assigned")
+    transition = _facet_transition(feats)
+    if transition is not None:
+        above, below = names[transition[0]], names[transition[1]]
+        notes.append(f"facet joints turn from coronal (thoracic) to sagittal (lumbar) between {above} and {below}")
+        reasons[transition[1]].append(f"its facet joints with {names[transition[1] - 1]} are sagittal (lumbar type), "
+                                      f"those of {above} and above coronal: the thoracolumbar transition")
     if best.missing_rib12:
         notes.append("T12 carries no ribs: missing 12th rib assumed")
-        for nm, r in zip(names, reasons):
+        for nm, r, f in zip(names, reasons, feats):
             if nm == "T12":
-                r.append("no ribs on this vertebra: missing 12th rib assumed")
+                r.append("no ribs on this vertebra: missing 12th rib assumed" +
+                         ("; its facet joints with T11 are thoracic (coronal)"
+                          if f.facet_sagittal is not None and f.facet_sagittal < 0.5 else ""))
     if skull and names[0] == "C1":
         anchors.append("skull base")
         reasons[0].append("skull base directly above: C1")
