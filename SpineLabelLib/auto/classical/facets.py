@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from ...image import Image, apply_affine
 from .discs import STEP_MM, Profile
-from .separate import Segment, _canal_in_plane
+from .separate import Segment, frame_across_curve
 from .spine import SpineCurves
 
 #: Sampling step (mm) in the disc plane, and the gap half-widths tried (in steps).
@@ -85,16 +85,10 @@ def _extent_along(ct: Image, d: np.ndarray) -> float:
 
 def _gap_counts(ct: Image, work_affine, curves, profile, at: int, pitch_mm: float, s: float):
     """(sagittal, coronal) joint-space sample counts around profile index ``at`` (a disc)."""
-    p, t = profile.points[at], profile.tangent[at]
-    c = _canal_in_plane(curves, p, t, s)
-    if c is None:
+    frame = frame_across_curve(curves, profile, at, s)
+    if frame is None:
         return None
-    ant = (p - c) - np.dot(p - c, t) * t
-    if np.linalg.norm(ant) < 1e-6:
-        return None
-    ant /= np.linalg.norm(ant)
-    lat = np.cross(t, ant)
-    # the working grid is RAS-aligned and isotropic: voxel directions are world directions
+    c, t, ant, lat = frame
     if max(_extent_along(ct, lat), _extent_along(ct, ant)) > MAX_EXTENT_MM:
         return None
     h = SLAB_SHARE * pitch_mm

@@ -184,16 +184,10 @@ def _posterior_ring_markers(markers: np.ndarray, bone: np.ndarray, curves: Spine
     for idx, seg in enumerate(segments, start=1):
         if seg.length < 8:  # a piece cut by the field of view: no reliable mid-level
             continue
-        m = (seg.start + seg.end) // 2
-        p, t = profile.points[m], profile.tangent[m]
-        c = _canal_in_plane(curves, p, t, s)
-        if c is None:
+        frame = frame_across_curve(curves, profile, (seg.start + seg.end) // 2, s)
+        if frame is None:
             continue
-        ant = (p - c) - np.dot(p - c, t) * t  # anterior, within the plane
-        if np.linalg.norm(ant) < 1e-6:
-            continue
-        ant /= np.linalg.norm(ant)
-        lat = np.cross(t, ant)
+        c, t, ant, lat = frame
         R = int(np.ceil(max(RING_LATERAL_MM, RING_POSTERIOR_MM) / s)) + 2
         lo = np.maximum(np.floor(c - R).astype(int), 0)
         hi = np.minimum(np.ceil(c + R).astype(int) + 1, np.asarray(bone.shape))
@@ -263,6 +257,23 @@ def _above_marker(markers: np.ndarray, bone: np.ndarray, curves: SpineCurves, pr
         markers[:, :, z][seed] = value
         placed |= bool(seed.any())
     return placed
+
+
+def frame_across_curve(curves: SpineCurves, profile: Profile, at: int, s: float):
+    """The vertebra's own frame in the plane through the body-curve point ``at`` (a profile
+    index) perpendicular to the curve: (canal centre, tangent (to the feet), anterior,
+    lateral), the centre in working (i, j, k) voxels, the three unit vectors in voxel
+    (= world RAS, the grid being RAS-aligned and isotropic) directions; None when no canal
+    point lies in that plane."""
+    p, t = profile.points[at], profile.tangent[at]
+    c = _canal_in_plane(curves, p, t, s)
+    if c is None:
+        return None
+    ant = (p - c) - np.dot(p - c, t) * t  # from the canal to the body, within the plane
+    if np.linalg.norm(ant) < 1e-6:
+        return None
+    ant /= np.linalg.norm(ant)
+    return c, t, ant, np.cross(t, ant)
 
 
 def _canal_in_plane(curves: SpineCurves, p: np.ndarray, t: np.ndarray, s: float,
