@@ -84,7 +84,8 @@ def _extent_along(ct: Image, d: np.ndarray) -> float:
 
 
 def _gap_counts(ct: Image, work_affine, curves, profile, at: int, pitch_mm: float, s: float):
-    """(sagittal, coronal) joint-space sample counts around profile index ``at`` (a disc)."""
+    """(sagittal, coronal) joint-space sample counts around profile index ``at`` (a disc);
+    the samples ``v`` are indexed (along the curve, lateral, anterior) in the disc's frame."""
     frame = frame_across_curve(curves, profile, at, s)
     if frame is None:
         return None
@@ -96,10 +97,10 @@ def _gap_counts(ct: Image, work_affine, curves, profile, at: int, pitch_mm: floa
     lateral = np.arange(-LATERAL_MM[1] - 2, LATERAL_MM[1] + 2 + 1e-6, STEP)
     anterior = np.arange(AP_MM[0] - 2, AP_MM[1] + 2 + 1e-6, STEP)
     g = np.stack(np.meshgrid(along, lateral, anterior, indexing="ij"))  # (3, n_along, n_lat, n_ant) mm
-    centre = apply_affine(work_affine, c[None])[0]
-    world = centre[:, None] + np.column_stack([t, lat, ant]) @ g.reshape(3, -1)
-    idx = apply_affine(np.linalg.inv(ct.affine), world.T).T
-    v = ndimage.map_coordinates(ct.array, idx, order=1, cval=-1000.0, output=np.float32).reshape(g.shape[1:])
+    centre_ras = apply_affine(work_affine, c[None])[0]  # the canal centre, world RAS mm
+    points_ras = centre_ras[:, None] + np.column_stack([t, lat, ant]) @ g.reshape(3, -1)  # (3, n) mm
+    ijk_input = apply_affine(np.linalg.inv(ct.affine), points_ras.T).T  # (3, n) input voxel indices
+    v = ndimage.map_coordinates(ct.array, ijk_input, order=1, cval=-1000.0, output=np.float32).reshape(g.shape[1:])
     in_lat = (np.abs(lateral) >= LATERAL_MM[0]) & (np.abs(lateral) <= LATERAL_MM[1])
     in_ant = (anterior >= AP_MM[0]) & (anterior <= AP_MM[1])
     window = in_lat[None, :, None] & in_ant[None, None, :]
