@@ -27,9 +27,16 @@ def ts_case():
 
 
 @pytest.fixture(scope="module")
-def classical_ts(ts_case):
-    ct, _ = ts_case
-    return get_engine("classical").segment(ct)
+def classical_ts_run(ts_case):
+    """(engine, result): the weight-free engine after segmenting totalseg_example (its
+    ``last_debug`` holds the features it labelled from)."""
+    eng = get_engine("classical")
+    return eng, eng.segment(ts_case[0])
+
+
+@pytest.fixture(scope="module")
+def classical_ts(classical_ts_run):
+    return classical_ts_run[1]
 
 
 def test_registry_names_aliases_and_unknown():
@@ -115,6 +122,24 @@ def test_classical_real_totalseg_example(ts_case, classical_ts):
     assert any("sacrum" in r for r in res.reasons[20])
 
 
+def test_classical_real_transverse_processes_follow_the_lumbar_pattern(classical_ts_run):
+    # measured 22, 26, 39, 31 mm from the canal on L1..L4 (3 mm slices): L3's the longest,
+    # as in about two thirds of spines; and the labelling's term for it prefers the true
+    # labels to the same segments shifted one level either way
+    from SpineLabelLib.auto.classical.labelling import Hypothesis, _transverse_score
+
+    dbg = classical_ts_run[0].last_debug
+    names = [name_of(v) for v in dbg["values"]]
+    reach = {n: f.tp_reach_mm for n, f in zip(names, dbg["features"])}
+    assert reach["L1"] < reach["L2"] < reach["L3"] > reach["L4"], reach
+    seq = ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "sacrum", "x"]
+    k = seq.index(names[0])
+    truth = _transverse_score(Hypothesis(names, False, False, False), dbg["features"])
+    for shift in (-1, 1):
+        other = Hypothesis(seq[k + shift:k + shift + len(names)], False, False, False)
+        assert _transverse_score(other, dbg["features"]) < truth - 1.0, (shift, other.names)
+
+
 def test_classical_real_chest_ct_with_thin_discs():
     """LIDC-IDRI-0001 (0.7x0.7x2.5 mm, C5-L3): discs show as bright smeared endplate bands,
     not dips; body centres are found from the endplate-edge profile and labels from the
@@ -134,6 +159,9 @@ def test_classical_real_chest_ct_with_thin_discs():
     joints = {name_of(v): f.facet_sagittal for v, f in zip(eng.last_debug["values"], eng.last_debug["features"])}
     assert all(joints[n] is not None and joints[n] < 0.5 for n in ("T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12"))
     assert all(joints[n] is not None and joints[n] > 0.5 for n in ("L1", "L2", "L3"))
+    # transverse processes (measured 33, 36, 41 mm from the canal): L1 < L2 < L3
+    reach = {name_of(v): f.tp_reach_mm for v, f in zip(eng.last_debug["values"], eng.last_debug["features"])}
+    assert reach["L1"] < reach["L2"] < reach["L3"], reach
     # all twelve rib pairs are found (T1's short first rib and T12's thin 12th rib were
     # missed: ribs fused with each other and with the contrast-filled heart and aorta, a
     # joint gap at the 12th), so both ends of the count are anchored and the right labels

@@ -61,6 +61,9 @@ MIN_EXTENT_MM = 30.0
 SACRAL_SLIVER_MM = 15.0
 #: Median midline bone area (mm² per slice) above which the top piece of the curve is skull.
 SKULL_PIECE_MM2 = 3000.0
+#: A vertebra cut by the view below it shows its transverse processes when at least this
+#: much of it (mm from its upper disc) is in view.
+TP_CUT_MIN_MM = 15.0
 
 
 def _merge_sacral_sliver(bone, curves, prof, segs, disc_idx, s):
@@ -212,6 +215,11 @@ class ClassicalEngine(Engine):
         for f, (right, left) in zip(feats, ribs):
             f.rib_sides = (float(right), float(left))
             f.rib = 0.5 * (float(right) + float(left))
+        # transverse processes: whole vertebrae, and those cut below their upper half (the
+        # processes leave the upper half of the vertebra; a view cut above may miss them)
+        for f, seg, reach in zip(feats, segs, anchors.transverse_reach(lab, curves, s, len(segs))):
+            if np.isfinite(reach) and seg.cranial_disc and (seg.caudal_disc or f.length_mm >= TP_CUT_MIN_MM):
+                f.tp_reach_mm = float(reach)
         # big lateral bone cranial of a rib-bearing vertebra is the scapula, not the ilium
         # (the caudal-most segment without a disc below may be the sacrum, whose "ribs" are the iliac wings)
         last = len(feats) - (0 if segs[-1].caudal_disc else 1)

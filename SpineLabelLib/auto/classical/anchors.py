@@ -8,6 +8,8 @@ sacrum, the skull base, and the segment's pitch (disc-to-disc distance).
   the pelvis beside L5/sacrum.
 * **Sacrum**: the caudal-most segment, with no disc below it, at least 25 mm long, beside
   the iliac wings.
+* **Transverse processes**: how far a vertebra's own label reaches sideways from the
+  canal, in a band beside and behind it (lumbar: L3's the longest, L1's the shortest).
 * **Skull base**: a large bone area (> 2500 mm²) across the slices just above the top
   of the spine curve.
 """
@@ -37,6 +39,9 @@ class SegmentFeatures:
     #: probability that its facet joints with the segment above are sagittal (lumbar
     #: type); None where not measured (see :mod:`.facets`)
     facet_sagittal: float | None = None
+    #: how far (mm) its transverse processes reach from the canal axis (mean of the sides
+    #: measured); None where not measured (see :func:`transverse_reach`)
+    tp_reach_mm: float | None = None
 
 
 def _side_fraction(bone: np.ndarray, curves: SpineCurves, zs: range, s: float, lateral, y_range, min_mm2: float):
@@ -121,6 +126,52 @@ def top_segment_bone_mm2(bone: np.ndarray, curves: SpineCurves, profile: Profile
         y0, y1 = int(max(0, cy - 80 / s)), int(min(ny, cy + 80 / s))
         areas.append(float(bone[x0:x1, y0:y1, z].sum()) * s * s)
     return float(np.median(areas)) if areas else 0.0
+
+
+#: Antero-posterior band (mm from the canal centre, + anterior) holding the transverse
+#: processes (they leave the pedicle-lamina junction, beside and a little behind the canal)
+TP_BAND_MM = (-25.0, 10.0)
+#: A side is measured only if the grid reaches this far (mm) beyond the canal axis on it.
+TP_VIEW_MM = 60.0
+
+
+def transverse_reach(lab: np.ndarray, curves: SpineCurves, s: float, n_seg: int) -> np.ndarray:
+    """(n_seg,) how far (mm) each vertebra (label k + 1 of ``lab``; working grid, axes +R,
+    +A, +S, ``s`` mm voxels) reaches sideways from the canal axis within ``TP_BAND_MM``:
+    the tips of its transverse processes (a rib flooded into the label reaches further).
+    The mean of the two sides where the grid extends ``TP_VIEW_MM`` beyond the canal on
+    both, else the one side that does; NaN where neither does or the label is empty.
+
+    Why: the lumbar transverse processes differ in length by level (L3's the longest in
+    about two thirds of spines, L1's the shortest), which places a lumbar view that has no
+    sacrum or ribs to count from (see :mod:`.labelling`)."""
+    out = np.full(n_seg, np.nan)
+    idx = np.argwhere(lab > 0)
+    if n_seg == 0 or idx.size == 0:
+        return out
+    nx = lab.shape[0]
+    zc = np.clip(idx[:, 2], curves.z_lo, curves.z_hi)
+    cx, cy = curves.canal[zc, 0], curves.canal[zc, 1]
+    dy = (idx[:, 1] - cy) * s
+    keep = (dy >= TP_BAND_MM[0]) & (dy <= TP_BAND_MM[1]) & np.isfinite(cx)
+    idx, dx = idx[keep], (idx[keep, 0] - cx[keep]) * s
+    k = lab[tuple(idx.T)].astype(int) - 1
+    ok = (k >= 0) & (k < n_seg)
+    k, dx = k[ok], dx[ok]
+    reach = np.zeros((n_seg, 2))
+    np.maximum.at(reach[:, 0], k[dx > 0], dx[dx > 0])  # right (+x)
+    np.maximum.at(reach[:, 1], k[dx < 0], -dx[dx < 0])  # left
+    seen = np.zeros((n_seg, 2), dtype=bool)
+    for j in range(n_seg):
+        zs = idx[k == j, 2]
+        if zs.size == 0:
+            continue
+        c = float(np.nanmedian(curves.canal[np.clip(zs, curves.z_lo, curves.z_hi), 0]))
+        seen[j] = ((nx - 1 - c) * s >= TP_VIEW_MM, c * s >= TP_VIEW_MM)
+    for j in range(n_seg):
+        if seen[j].any():
+            out[j] = float(reach[j][seen[j]].mean())
+    return out
 
 
 #: A bone piece counts as a rib when it reaches this far (mm) from the canal axis...

@@ -14,6 +14,9 @@ scored by the evidence:
   L1 when no cranial anchor is in view);
 * the disc-to-disc pitch of complete segments against typical adult values by level
   (a weak cue, scaled to the patient);
+* how far the transverse processes of rib-less segments reach from the canal, against
+  the lumbar pattern L1 < L2 < L3 > L4 (a weak cue, offset to the patient; what places a
+  lumbar view with neither sacrum nor ribs in it, still as a guess);
 * priors: T13 and L6 each in ~6% of spines, a missing 12th rib in ~4%.
 
 The labels are those of the best hypothesis (evidence and priors). The posterior over
@@ -284,7 +287,52 @@ def _image_score(h: Hypothesis, feats: list[SegmentFeatures], p_sacrum: float, s
         r = np.log([o / e for o, e in obs])
         scale = float(np.clip(np.median(r), -0.25, 0.25))
         sc += -0.5 * float(np.sum(((r - scale) / PITCH_SIGMA) ** 2)) - 0.5 * (scale / 0.12) ** 2
-    return sc
+    return sc + _transverse_score(h, feats)
+
+
+#: Typical length (mm) of the lumbar transverse processes from their root, L1-L4, from
+#: Li et al. 2003 (CT of 200 lumbar transverse processes): L1 the shortest (~10), L2 and L4
+#: ~15, L3 the longest (~19). L5's (thick, joined to the body, beside the iliac crest) and
+#: those of a transitional L6 or T12 are left out.
+TP_LENGTH_MM = {"L1": 10.0, "L2": 15.0, "L3": 19.0, "L4": 15.0}
+#: Spread (mm) of one measured reach about the spine's own pattern: ~3.5 mm between people
+#: (L3's processes are the longest in about two thirds of spines, Raedel & Paton 2024,
+#: which three independent lengths 4 mm apart with this spread reproduce), plus the voxel.
+TP_SIGMA_MM = 3.8
+#: A reach beyond this (mm from the canal axis) is a rib or a rib-like process, not a
+#: lumbar transverse process.
+TP_MAX_REACH_MM = 55.0
+
+
+def _tp_measured(f: SegmentFeatures) -> bool:
+    """A transverse-process reach to use: measured, no rib, not beside the iliac wings."""
+    return f.tp_reach_mm is not None and f.tp_reach_mm < TP_MAX_REACH_MM and f.rib < 0.5 and f.ilium < 0.3
+
+
+def _transverse_score(h: Hypothesis, feats: list[SegmentFeatures]) -> float:
+    """Log-likelihood of the measured transverse-process reaches under ``h``.
+
+    Reach = a patient's own root distance from the canal + the level's length, so the
+    differences between levels carry the information: the pattern (L1 < L2 < L3 > L4) is
+    fitted with one free offset and scored with ``TP_SIGMA_MM``. Every hypothesis scores
+    the same measured segments: one its labels leave out of the model (a T12, L5,
+    sacrum) costs the chi-square a fitted one costs on average (1), so leaving levels
+    out neither pays nor costs."""
+    meas = [(i, f.tp_reach_mm) for i, f in enumerate(feats) if _tp_measured(f)]
+    if len(meas) < 2:
+        return 0.0
+    d = np.array([r - TP_LENGTH_MM[h.names[i]] for i, r in meas if h.names[i] in TP_LENGTH_MM])
+    if d.size < 2:
+        return -0.5 * len(meas)
+    chi2 = float(np.sum(((d - d.mean()) / TP_SIGMA_MM) ** 2))
+    return -0.5 * (chi2 + 1 + len(meas) - d.size)
+
+
+def _transverse_pattern(h: Hypothesis, feats: list[SegmentFeatures]) -> str:
+    """"L2 38 mm, L3 43 mm, L4 41 mm": the reaches that ``h``'s labels put in the
+    transverse-process model, or "" when fewer than two."""
+    used = [f"{nm} {f.tp_reach_mm:.0f} mm" for nm, f in zip(h.names, feats) if nm in TP_LENGTH_MM and _tp_measured(f)]
+    return ", ".join(used) + " from the canal" if len(used) >= 2 else ""
 
 
 def _facet_sagittal_prior(name: str, last_thoracic: str) -> float | None:
@@ -369,9 +417,18 @@ def _explain(best: Hypothesis, feats, p_sacrum, skull, reasons, cranial: str | N
         anchors.append("skull base")
         reasons[0].append("skull base directly above: C1")
     if not anchors:
-        notes.append("no anatomical anchor in view (no sacrum, ribs or skull base): labels from vertebra sizes only, a guess")
-        for r in reasons:
-            r.append("no anchor in view: label guessed from vertebra sizes")
+        tps = _transverse_pattern(best, feats)
+        if tps:
+            notes.append("no anatomical anchor in view (no sacrum, ribs or skull base): labels from vertebra sizes "
+                         f"and transverse-process lengths ({tps}; L3's are the longest in about two thirds of "
+                         "spines), a guess")
+            for r in reasons:
+                r.append("no anchor in view: label guessed from vertebra sizes and transverse-process lengths")
+        else:
+            notes.append("no anatomical anchor in view (no sacrum, ribs or skull base): labels from vertebra sizes "
+                         "only, a guess")
+            for r in reasons:
+                r.append("no anchor in view: label guessed from vertebra sizes")
     for f, r in zip(feats, reasons):
         if f.at_fov_edge:
             r.append("field of view cut (or no disc found on one side)")
