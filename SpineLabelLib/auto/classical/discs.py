@@ -240,8 +240,9 @@ def _extend_chain(centres: list[int], cand: list[int]) -> list[int]:
 def discs_from_centres(E: np.ndarray, centres: list[int]) -> list[int]:
     """Disc indices: the disc's edges (E smoothed over ~3 mm) between consecutive body
     centres, within the middle 60 % of the gap (midway between its two endplate edges,
-    :func:`_endplate_pair`, else the weighted centre of the band); plus one disc beyond each end centre when
-    the profile reaches half a pitch past it (the next vertebra is partly in view)."""
+    :func:`_endplate_pair`, else the weighted centre of the band); plus one disc beyond
+    each end centre when the profile reaches half a pitch past it (the next vertebra is
+    partly in view)."""
     n = len(E)
     if not centres:
         return []
@@ -299,8 +300,8 @@ def _endplate_pair(es: np.ndarray) -> tuple[int, int] | None:
     are rarely equally strong. A weighted centre of the edge energy leans towards the
     stronger edge (on the phantoms' 0.5-1 mm lumbar discs by up to 3 mm, which turned the
     pitches of an anchorless view from 36/38 mm into 42/32 mm); the midpoint of the two
-    edges is the disc's centre. On thick slices (2.5-3 mm) the two
-    edges merge into one band and its weighted centre is used."""
+    edges is the disc's centre. On thick slices (2.5-3 mm) the two edges merge into one
+    band and its weighted centre is used."""
     peaks = [i for i in range(1, len(es) - 1) if es[i] >= es[i - 1] and es[i] > es[i + 1]]
     if len(peaks) < 2:
         return None
