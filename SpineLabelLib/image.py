@@ -108,6 +108,16 @@ class Image:
             raise ValueError(f"array shape {array.shape} does not match the grid {self.shape}")
         return Image(array, self.affine.copy(), source if source is not None else self.source)
 
+    def crop(self, box: tuple[slice, slice, slice]) -> "Image":
+        """The sub-volume ``box`` (slices along i, j, k; steps of 1), every voxel kept where
+        it was in the world: the affine's origin moves to the box's first voxel."""
+        starts = [sl.indices(n)[0] for sl, n in zip(box, self.shape)]
+        if any(sl.step not in (None, 1) for sl in box):
+            raise ValueError(f"crop {box}: only steps of 1 keep the voxel size")
+        affine = self.affine.copy()
+        affine[:3, 3] = self.index_to_world(starts)
+        return Image(self.array[box].copy(), affine, f"{self.source} cropped" if self.source else None)
+
     def __repr__(self) -> str:
         sp = "x".join(f"{s:.3g}" for s in self.spacing)
         return (

@@ -53,6 +53,35 @@ def image_settles(spec) -> bool:
             and max(spec.spacing) <= MAX_EXTENT_MM)
 
 
+#: Slice ranges (k, input grid) of totalseg_example that hold part of L1 to part of L4 or L5:
+#: no sacrum and no rib-bearing vertebra, so nothing to count from (its L1-L4 span k 55-103).
+LUMBAR_CROPS = ((60, 100), (58, 96), (62, 98), (55, 95), (63, 103))
+
+
+def anchorless_lumbar_crops(eng) -> None:
+    """Real lumbar views without an anchor (totalseg_example cut to L1-L4): the only cues
+    are the vertebrae's sizes and their transverse processes; every label is a guess."""
+    ct = load_image(DATA / "totalseg_example" / "ct.nii.gz")
+    gt_full = ct.with_array(totalseg_to_verse(load_image(DATA / "totalseg_example" / "seg_totalseg_labels.nii.gz").array))
+    right = 0
+    for a, b in LUMBAR_CROPS:
+        box = (slice(None), slice(None), slice(a, b))
+        c, g = ct.crop(box), gt_full.crop(box)
+        res = eng.segment(c)
+        m = evaluate_case(g, res.mask, body_centroids(g), res.centroids_ijk)
+        # the right level: the reference's commonest label under each of ours
+        ok = bool(res.labels)
+        for v in res.labels:
+            under = g.array[res.mask.array == v]
+            under = under[under > 0]
+            ok &= under.size > 0 and int(np.bincount(under).argmax()) == v
+        right += ok
+        print(f"  totalseg_example k {a}:{b} (no anchor): id.rate {m.id_rate:.2f}, labelled "
+              f"{', '.join(f'{name_of(v)} {cf:.2f}' for v, cf in sorted(res.confidence.items()))}"
+              f"{'' if ok else ' WRONG'}")
+    print(f"anchorless real lumbar crops labelled right: {right}/{len(LUMBAR_CROPS)}")
+
+
 def main():
     print(f"machine: {machine()}; date {time.strftime('%Y-%m-%d %H:%M')}")
     import os
@@ -81,6 +110,7 @@ def main():
             print(f"  {name}: labelled {', '.join(f'{name_of(v)} {c:.2f}' for v, c in sorted(res.confidence.items()))}; "
                   f"{'; '.join(res.notes)}")
     print(f"peak RSS after real cases: {peak_rss_mb():.0f} MB")
+    anchorless_lumbar_crops(eng)
     if "--no-suite" not in sys.argv:
         from SpineLabelLib.synthetic import make_phantom, phantom_suite
 

@@ -140,6 +140,22 @@ def test_classical_real_transverse_processes_follow_the_lumbar_pattern(classical
         assert _transverse_score(other, dbg["features"]) < truth - 1.0, (shift, other.names)
 
 
+def test_classical_real_lumbar_view_without_anchor_placed_by_its_transverse_processes(ts_case):
+    # totalseg_example cut to L1's lower half .. L4 (3 mm slices): no sacrum, no rib-bearing
+    # vertebra. Sizes alone labelled it one level low (L2..L5); the processes (26, 39, 32 mm
+    # from the canal on L2..L4) place it; still a guess
+    ct, ts = ts_case
+    box = (slice(None), slice(None), slice(62, 98))
+    crop, gt = ct.crop(box), ct.with_array(totalseg_to_verse(ts.array)).crop(box)
+    res = get_engine("classical").segment(crop)
+    for v in res.labels:
+        under = gt.array[(res.mask.array == v) & (gt.array > 0)]
+        assert np.bincount(under).argmax() == v, name_of(v)
+    assert [name_of(v) for v in sorted(res.labels)] == ["L1", "L2", "L3", "L4"]
+    assert max(res.confidence.values()) < 0.5
+    assert any("transverse-process lengths" in n for n in res.notes), res.notes
+
+
 def test_classical_real_chest_ct_with_thin_discs():
     """LIDC-IDRI-0001 (0.7x0.7x2.5 mm, C5-L3): discs show as bright smeared endplate bands,
     not dips; body centres are found from the endplate-edge profile and labels from the

@@ -55,6 +55,20 @@ def test_reorient_keeps_every_voxel_at_its_world_position(codes):
     assert np.allclose(back.affine, img.affine, atol=1e-9)
 
 
+@pytest.mark.parametrize("codes", ORIENTATIONS)
+def test_crop_keeps_every_voxel_at_its_world_position(codes):
+    img = reorient(random_image(), codes)
+    img = Image(img.array, img.affine @ oblique_affine((1.0, 1.0, 1.0), (4.0, -2.0, 7.0)), "random")
+    box = (slice(1, 5), slice(None), slice(3, -2))
+    sub = img.crop(box)
+    assert sub.shape == img.array[box].shape
+    np.testing.assert_array_equal(sub.array, img.array[box])
+    for ijk in ((0, 0, 0), (3, 8, 5), (2, 4, 1)):
+        np.testing.assert_allclose(sub.index_to_world(ijk), img.index_to_world(np.add(ijk, (1, 0, 3))), atol=1e-9)
+    with pytest.raises(ValueError, match="steps of 1"):
+        img.crop((slice(None, None, 2), slice(None), slice(None)))
+
+
 def test_flipped_axis_maps_x_to_n_minus_1_minus_x():
     img = random_image(shape=(5, 4, 3))
     flipped = reorient(img, ("L", "A", "S"))  # flip i only
