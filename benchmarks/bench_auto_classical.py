@@ -78,7 +78,7 @@ def anchorless_lumbar_crops(eng) -> None:
         right += ok
         print(f"  totalseg_example k {a}:{b} (no anchor): id.rate {m.id_rate:.2f}, labelled "
               f"{', '.join(f'{name_of(v)} {cf:.2f}' for v, cf in sorted(res.confidence.items()))}"
-              f"{'' if ok else ' WRONG'}")
+              f"{'' if ok else ': a label on bone the reference gives another level'}")
     print(f"anchorless real lumbar crops labelled right: {right}/{len(LUMBAR_CROPS)}")
 
 
