@@ -129,6 +129,25 @@ def _extend_sacrum(lab, k, hu, curves, s):
 ABOVE_CONFIDENCE = 0.5
 
 
+def _sacrum_centroid(mask: Image, ct: Image, work_mask: Image, lowest: list[int]) -> np.ndarray | None:
+    """The S1 body centre (fractional (i, j, k) on ``ct``'s grid) of the sacrum in the
+    output ``mask``, cut as :func:`verse.body.body_centroids` cuts it (its axis points to
+    the lowest mobile vertebra, so that one comes too): in the input-grid box around
+    ``lowest`` (the last mobile vertebra and the sacrum) found on the working grid, so a
+    huge input is not copied whole. None if the output holds no sacrum body."""
+    from ...verse.body import body_centroids
+
+    ijk_work = np.argwhere(np.isin(work_mask.array, lowest))
+    corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], float)
+    lo_w, hi_w = ijk_work.min(axis=0) - 1.0, ijk_work.max(axis=0) + 1.0
+    ijk_in = grid.working_to_input_ijk(lo_w + corners * (hi_w - lo_w), work_mask.affine, ct)
+    lo = np.maximum(np.floor(ijk_in.min(axis=0)).astype(int) - 2, 0)
+    hi = np.minimum(np.ceil(ijk_in.max(axis=0)).astype(int) + 3, np.asarray(ct.shape))
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    found = body_centroids(mask.crop(box), labels=[SACRUM], ct=ct.crop(box))
+    return found[SACRUM] + lo if SACRUM in found else None
+
+
 def _label_above(value: int) -> int | None:
     """The standard VerSe label one level above ``value`` (None above C1 or below the lumbar spine)."""
     from ...labels import neighbours
@@ -300,9 +319,9 @@ class ClassicalEngine(Engine):
             # totalseg_example: 7.3 mm from the reference on average, against 7.8 mm on the
             # working grid and 8.1 mm from the flood before the extension (osteoporosis's cut
             # sacrum, marrow as dark as muscle: 11.9 / 12.8 / 20.5 mm)
-            from ...verse.body import body_centroids
-
-            centroids.update(body_centroids(mask, labels=[SACRUM], ct=ct))
+            s1 = _sacrum_centroid(mask, ct, work_mask, result.values[-2:])
+            if s1 is not None:
+                centroids[SACRUM] = s1
         # vertebrae cut by the input's field of view: centroid and label less certain
         from ..postprocess import touches_border
 
