@@ -138,11 +138,10 @@ def _sacrum_centroid(mask: Image, ct: Image, work_mask: Image, lowest: list[int]
     from ...verse.body import body_centroids
 
     ijk_work = np.argwhere(np.isin(work_mask.array, lowest))
-    corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], float)
-    lo_w, hi_w = ijk_work.min(axis=0) - 1.0, ijk_work.max(axis=0) + 1.0
-    ijk_in = grid.working_to_input_ijk(lo_w + corners * (hi_w - lo_w), work_mask.affine, ct)
-    lo = np.maximum(np.floor(ijk_in.min(axis=0)).astype(int) - 2, 0)
-    hi = np.minimum(np.ceil(ijk_in.max(axis=0)).astype(int) + 3, np.asarray(ct.shape))
+    first, last = ijk_work.min(axis=0), ijk_work.max(axis=0)
+    block_affine = work_mask.affine.copy()
+    block_affine[:3, 3] = work_mask.index_to_world(first)
+    lo, hi = grid.input_block(ct, block_affine, last - first + 1, pad=3)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     found = body_centroids(mask.crop(box), labels=[SACRUM], ct=ct.crop(box))
     return found[SACRUM] + lo if SACRUM in found else None

@@ -154,23 +154,22 @@ def transverse_reach(lab: np.ndarray, curves: SpineCurves, s: float, n_seg: int)
     cx, cy = curves.canal[zc, 0], curves.canal[zc, 1]
     dy = (idx[:, 1] - cy) * s
     keep = (dy >= TP_BAND_MM[0]) & (dy <= TP_BAND_MM[1]) & np.isfinite(cx)
-    idx, dx = idx[keep], (idx[keep, 0] - cx[keep]) * s
+    idx, cx = idx[keep], cx[keep]
     k = lab[tuple(idx.T)].astype(int) - 1
     ok = (k >= 0) & (k < n_seg)
-    k, dx = k[ok], dx[ok]
+    idx, cx, k = idx[ok], cx[ok], k[ok]
+    dx = (idx[:, 0] - cx) * s  # mm from the canal axis, + right
     reach = np.zeros((n_seg, 2))
     np.maximum.at(reach[:, 0], k[dx > 0], dx[dx > 0])  # right (+x)
     np.maximum.at(reach[:, 1], k[dx < 0], -dx[dx < 0])  # left
-    seen = np.zeros((n_seg, 2), dtype=bool)
     for j in range(n_seg):
-        zs = idx[k == j, 2]
-        if zs.size == 0:
+        mine = k == j
+        if not mine.any():
             continue
-        c = float(np.nanmedian(curves.canal[np.clip(zs, curves.z_lo, curves.z_hi), 0]))
-        seen[j] = ((nx - 1 - c) * s >= TP_VIEW_MM, c * s >= TP_VIEW_MM)
-    for j in range(n_seg):
-        if seen[j].any():
-            out[j] = float(reach[j][seen[j]].mean())
+        c = float(np.median(cx[mine]))  # the canal's i beside this vertebra
+        seen = np.array([(nx - 1 - c) * s >= TP_VIEW_MM, c * s >= TP_VIEW_MM])
+        if seen.any():
+            out[j] = float(reach[j][seen].mean())
     return out
 
 

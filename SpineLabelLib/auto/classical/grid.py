@@ -36,8 +36,9 @@ def working_grid(ct: Image, spacing: float, max_voxels: int = MAX_WORK_VOXELS) -
     return shape, affine, s  # type: ignore[return-value]
 
 
-def _input_block(image: Image, out_affine: np.ndarray, out_shape, pad: int = 2):
-    """Index box of ``image`` needed to fill an output block (shape, affine)."""
+def input_block(image: Image, out_affine: np.ndarray, out_shape, pad: int = 2):
+    """(lo, hi): the index box (i, j, k) of ``image`` that covers an output block (shape,
+    affine: its voxels -> world RAS mm), ``pad`` voxels wider, clipped to the image."""
     n = np.asarray(out_shape, dtype=float)
     corners = np.array([[i, j, k] for i in (0, n[0] - 1) for j in (0, n[1] - 1) for k in (0, n[2] - 1)])
     idx = apply_affine(np.linalg.inv(image.affine) @ out_affine, corners)
@@ -56,7 +57,7 @@ def resample_slabwise(image: Image, shape, affine: np.ndarray, order: int, fill:
         slab_aff = affine.copy()
         slab_aff[:3, 3] = apply_affine(affine, [0, 0, k0])
         slab_shape = (shape[0], shape[1], k1 - k0)
-        lo, hi = _input_block(image, slab_aff, slab_shape)
+        lo, hi = input_block(image, slab_aff, slab_shape)
         if np.any(hi <= lo):
             continue
         block = np.asarray(image.array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])
