@@ -55,6 +55,36 @@ def test_marrow_of_a_bone_cut_by_the_field_of_view_is_filled():
     assert not lab[:, :, :8].any(), "nothing added outside the bone"
 
 
+def test_body_marrow_hole_in_an_axial_slice_is_filled_but_not_the_canal_or_a_dark_pocket():
+    """A body slice whose cortex ring is intact but whose marrow was cleared (a disc slab
+    placed into the body) gets its marrow back; the spinal canal behind the body's front
+    wall, a fat-dark hole and a hole enclosed by two labels (a disc between two vertebrae)
+    stay empty."""
+    from SpineLabelLib.auto.classical.separate import fill_body_holes
+
+    s, nz = 1.5, 6
+    curves, _prof = _straight_spine(nz, s)  # canal centre y 15, its front wall y 18
+    ii, jj = np.meshgrid(np.arange(40), np.arange(40), indexing="ij")
+    body_r = np.hypot(ii - 20, jj - 28)
+    canal_r = np.hypot(ii - 20, jj - 13)
+    hu = np.full((40, 40, nz), 40.0, dtype=np.float32)
+    lab = np.zeros((40, 40, nz), dtype=np.uint8)
+    for k in range(nz):
+        lab[:, :, k][(body_r >= 7) & (body_r < 9)] = 1  # the body's cortex ring
+        lab[:, :, k][(canal_r >= 4) & (canal_r < 6) & (jj < 19)] = 1  # the arch around the canal
+        hu[:, :, k][body_r < 7] = 120.0  # marrow
+        hu[:, :, k][canal_r < 4] = 70.0  # the canal, as dense as marrow: only its place tells
+    hu[:, :, 1][body_r < 7] = -80.0  # slice 1: a fat-dark hole (not marrow)
+    lab[:, :, 4][(body_r >= 7) & (body_r < 9) & (jj < 28)] = 2  # slice 4: ring of two labels
+    fill_body_holes(lab, hu, curves, [1, 2], s)
+    marrow = body_r < 7
+    for k in (0, 2, 3, 5):
+        assert np.all(lab[:, :, k][marrow] == 1), f"marrow of slice {k} left out"
+    assert not lab[:, :, 1][marrow].any(), "a dark hole is not marrow"
+    assert not lab[:, :, 4][marrow].any(), "a hole that two labels enclose is not one body's marrow"
+    assert not lab[:, :, :][np.broadcast_to((canal_r < 4)[:, :, None], lab.shape)].any(), "the canal was filled"
+
+
 def test_chain_is_extended_one_pitch_above_the_top_centre_only():
     # 3 bodies 20 apart and 40 samples of profile above the first: room for one more body
     assert _extend_chain([40, 60, 80], [], ) == [20, 40, 60, 80]

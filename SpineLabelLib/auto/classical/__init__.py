@@ -33,7 +33,8 @@ Pipeline (each step in its own module):
 7. The sacrum is extended over its height and below the tracked curve (bone connected
    to it in a midline band, marrow filled per slice); its centroid is the S1 body's,
    cut from the final sacrum's cranial slab on the input grid like any sacrum's
-   (``verse.body``). Each label's enclosed marrow is added (closing, cavities filled).
+   (``verse.body``). Each label's enclosed marrow is added (closing, cavities filled;
+   then, per axial slice, marrow-dense holes a body's cortex ring encloses in front of the canal).
    The label map goes back to the input grid by nearest neighbour, and its outermost
    layer is corrected against the input's own HU (``postprocess.refine_boundary``);
    centroids are the vertebral-body centres (``verse.body.body_centroids``) mapped to
@@ -268,6 +269,7 @@ class ClassicalEngine(Engine):
             # the sacrum's marrow spaces (alae, lateral masses) are wider than a vertebra's
             separate.fill_marrow(lab, hu, [len(segs)], s, radius_mm=SACRUM_CLOSE_MM)
         separate.fill_marrow(lab, hu, range(1, len(segs) + 1), s)
+        separate.fill_body_holes(lab, hu, curves, range(1, len(segs) + 1), s)
         del bone, filled
         # working labels -> VerSe values
         above_idx = separate.above_label(len(segs))

@@ -425,6 +425,44 @@ def fill_marrow(lab: np.ndarray, hu: np.ndarray, labels, s: float, radius_mm: fl
         sub[closed & (sub == 0) & (hu[box] > min_hu)] = v
 
 
+#: A hole in a body's axial slice is marrow (not a disc's nucleus, fat or CSF) when its
+#: median HU is above this and its area (mm²) at least BODY_HOLE_MIN_MM2 (smaller ones are
+#: concavities of the outline that the working grid closes).
+BODY_HOLE_MIN_HU = 50.0
+BODY_HOLE_MIN_MM2 = 30.0
+
+
+def fill_body_holes(lab: np.ndarray, hu: np.ndarray, curves: SpineCurves, labels, s: float) -> None:
+    """Add, per axial slice, the unlabelled holes that one label encloses in that slice, in
+    place: those in front of the spinal canal's anterior wall (never the canal) that look
+    like marrow (BODY_HOLE_MIN_HU, BODY_HOLE_MIN_MM2).
+
+    Why: where a disc plane is placed a few mm into a body, the disc slab clears that
+    body's marrow (below bone HU) under an intact cortex ring; the cavity then opens into
+    the disc gap in 3D, so :func:`fill_marrow`'s closing leaves it (lidc0001: whole axial
+    cross-sections of T8-T10 marrow missing). Working grid, (i, j, k) = (+R, +A, +S)."""
+    objs = ndimage.find_objects(lab)
+    for v in labels:
+        if v - 1 >= len(objs) or objs[v - 1] is None:
+            continue
+        box = objs[v - 1]
+        sub, h = lab[box], hu[box]
+        in_front = np.arange(box[1].start, box[1].stop)[None, :]
+        for kz in range(sub.shape[2]):
+            z = min(max(kz + box[2].start, curves.z_lo), curves.z_hi)
+            if not np.isfinite(curves.canal_front[z]):
+                continue
+            sl = sub[:, :, kz]
+            holes = ndimage.binary_fill_holes(sl == v) & (sl == 0) & (in_front > curves.canal_front[z])
+            if not holes.any():
+                continue
+            cl, n = ndimage.label(holes)
+            median_hu = np.asarray(ndimage.median(h[:, :, kz], cl, range(1, n + 1)))
+            area = np.bincount(cl.ravel(), minlength=n + 1)[1:] * s * s
+            marrow = np.concatenate([[False], (median_hu > BODY_HOLE_MIN_HU) & (area >= BODY_HOLE_MIN_MM2)])
+            sl[marrow[cl]] = v
+
+
 def _ball(r: int) -> np.ndarray:
     """Boolean 3D ball of radius ``r`` voxels (isotropic working grid), shape (2r+1,)*3."""
     d = np.arange(-r, r + 1) ** 2
