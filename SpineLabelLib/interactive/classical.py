@@ -77,6 +77,12 @@ whole blocks of CT voxels inside the crop):
    steps above never treat them as surface. Measured: it helps on totalseg_example and
    costs as much on the osteoporotic phantoms (NoC@90 over the 340 synthetic runs 3.16
    with it, 3.11 without), so it stays an option.
+8. **Debris** (``drop_debris``): once any negative click was given, the target's pieces
+   (6-connected) smaller than ``debris_frac`` of its largest piece go, unless a positive
+   click lies in one or it reaches the image's edge (a vertebra cut by the field of view).
+   A vertebra is one connected bone; what a click leaves of a leak (the stubs of a rib on
+   either side of the part it cleared, partial-volume rims beside a neighbour on thick
+   slices) lies apart from it, and each piece would otherwise cost a click of its own.
 
 Every rule above was kept or dropped by measurement with the simulated annotator
 (benchmarks/bench_interactive_annotator.py; the figures are in BENCHMARKS.md).
@@ -136,6 +142,8 @@ class ClassicalEngine(Engine):
         layer_ratio: float = 1.8,
         layer_radius_mm: float = 8.0,
         layer_hole_mm2: float = 30.0,
+        drop_debris: bool = True,
+        debris_frac: float = 0.15,
     ):
         if method not in METHODS:
             from ..errors import SpineLabelInputError
@@ -176,6 +184,8 @@ class ClassicalEngine(Engine):
         self.layer_ratio = float(layer_ratio)
         self.layer_radius_mm = float(layer_radius_mm)
         self.layer_hole_mm2 = float(layer_hole_mm2)
+        self.drop_debris = bool(drop_debris)
+        self.debris_frac = float(debris_frac)
         self._cache: dict = {}
 
     # ------------------------------------------------------------------------------
@@ -244,6 +254,9 @@ class ClassicalEngine(Engine):
             self._surface_patches(req, lo, target, locked)
         if self.fill_enclosed and by_click.any():
             _fill_enclosed(target, locked)
+        if self.drop_debris and any(not c.positive for c in req.clicks):
+            _drop_debris(target, [np.asarray(c.ijk) - lo for c in req.clicks if c.positive], box, shape,
+                         self.debris_frac)
         # the clicked voxels themselves always obey the click
         for click in req.clicks:
             rel = tuple(np.asarray(click.ijk) - lo)
@@ -761,6 +774,37 @@ def _erode_inside_image(mask: np.ndarray, at_edge) -> np.ndarray:
     padded = np.pad(mask, pad, mode="edge") if at_edge else mask
     eroded = ndimage.binary_erosion(padded, border_value=0)
     return eroded[tuple(slice(p0, eroded.shape[a] - p1) for a, (p0, p1) in enumerate(pad))]
+
+
+def _drop_debris(target: np.ndarray, positive_at, box, shape, frac: float) -> None:
+    """Remove, in place, the target's pieces (6-connected) smaller than ``frac`` of its
+    largest piece that hold no positive click and do not reach the image's edge.
+
+    Why: a vertebra is one connected bone. What a negative click leaves of a leak (the
+    stubs of a rib on both sides of the one it cleared, partial-volume rims next to a
+    neighbour on thick slices) lies apart from it; each such piece would otherwise cost a
+    click of its own. A piece cut off by the field of view (an arch whose link to the body
+    lies outside the image) reaches the image's edge and stays; so does a piece that a
+    positive click asked for. ``positive_at``: click voxels relative to the crop ``box``
+    (slices of the image of ``shape``)."""
+    from scipy import ndimage
+
+    pieces, n = ndimage.label(target)
+    if n < 2:
+        return
+    sizes = np.bincount(pieces.ravel())
+    sizes[0] = 0
+    small = sizes < frac * sizes.max()
+    small[0] = False
+    for at in positive_at:
+        if all(0 <= a < s for a, s in zip(at, target.shape)):
+            small[pieces[tuple(at)]] = False
+    for axis, b in enumerate(box):  # pieces on the image's own faces
+        for on_edge, index in ((b.start == 0, 0), (b.stop == shape[axis], -1)):
+            if on_edge:
+                small[np.unique(np.take(pieces, index, axis=axis))] = False
+    if small.any():
+        target[small[pieces]] = False
 
 
 def _click_count(seeds: np.ndarray) -> int:

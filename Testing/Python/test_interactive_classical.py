@@ -426,6 +426,59 @@ def test_fill_enclosed_fills_only_pockets_the_target_alone_encloses():
     assert np.array_equal(target & ~before, np.pad(np.ones((3, 3, 3), bool), ((5, 12),) * 3))
 
 
+def test_drop_debris_keeps_the_main_piece_the_edge_pieces_and_what_a_positive_click_asked_for():
+    from SpineLabelLib.interactive.classical import _drop_debris
+
+    shape = (40, 30, 30)
+    box = (slice(5, 40), slice(0, 30), slice(2, 28))  # on the image's edge at i = 40 and j = 0, 30
+    target = np.zeros((35, 30, 26), dtype=bool)
+    target[5:25, 8:22, 5:20] = True  # the vertebra
+    target[2:4, 8:10, 2:4] = True  # a stub left of a cleared rib: dropped
+    target[28:30, 8:10, 2:4] = True  # a stub holding a positive click: kept
+    target[33:35, 12:14, 10:12] = True  # a piece on the image's face (i = 39): kept
+    target[10:12, 12:14, 22:24] = True  # stub on the crop's face k = 25, inside the image: dropped
+    before = target.copy()
+    _drop_debris(target, [np.array([28, 8, 2])], box, shape, 0.15)
+    assert not target[2:4, 8:10, 2:4].any() and not target[10:12, 12:14, 22:24].any()
+    assert np.array_equal(target, before & ~_box_mask(before.shape, (2, 8, 2), (4, 10, 4))
+                          & ~_box_mask(before.shape, (10, 12, 22), (12, 14, 24)))
+    # two pieces of similar size (a merged neighbour cut off by the click): both stay
+    two = np.zeros((20, 10, 10), dtype=bool)
+    two[1:8, 2:8, 2:8] = True
+    two[11:19, 2:8, 2:8] = True
+    _drop_debris(two, [], (slice(1, 21),) + (slice(1, 11),) * 2, (30, 20, 20), 0.15)
+    assert two.sum() == 15 * 36
+
+
+def _box_mask(shape, lo, hi):
+    m = np.zeros(shape, dtype=bool)
+    m[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
+    return m
+
+
+@pytest.mark.parametrize("drop_debris", [True, False])
+def test_a_negative_click_also_clears_leak_pieces_left_apart_from_the_vertebra(drop_debris):
+    """Two stray pieces of a leak lie apart from the vertebra (stubs of a rib, partial-volume
+    rims next to a neighbour): one negative click on one of them clears both, since a
+    vertebra is one connected bone (``drop_debris``). Without the rule, the other piece
+    stays and costs a click of its own."""
+    ct = np.full((60, 44, 40), -80.0, dtype=np.float32)
+    block = np.zeros(ct.shape, dtype=bool)
+    block[8:34, 8:34, 8:32] = True
+    stray_a = np.zeros(ct.shape, dtype=bool)
+    stray_a[40:46, 17:23, 16:22] = True
+    stray_b = np.zeros(ct.shape, dtype=bool)
+    stray_b[40:46, 2:8, 28:34] = True  # on the far side, ~20 mm from the click
+    ct[block | stray_a | stray_b] = 400.0
+    lab = np.zeros(ct.shape, dtype=np.uint8)
+    lab[block | stray_a | stray_b] = 20
+    s = open_session(nib.Nifti1Image(ct, np.eye(4)), lab, drop_debris=drop_debris)
+    new = s.refine(label=20, clicks=[((43, 20, 19), False)]) == 20
+    assert not (new & stray_a).any(), "the clicked piece goes"
+    assert (new & block).sum() == block.sum(), "the vertebra stays whole"
+    assert (new & stray_b).any() != drop_debris
+
+
 def test_core_without_clicks_drops_only_the_clicked_core_pieces():
     from SpineLabelLib.interactive.classical import _core_without_clicks
 
