@@ -41,7 +41,16 @@ whole blocks of CT voxels inside the crop):
      CT the marrow under a thin endplate is as dark as the disc). A positive
      click on low-density bone (osteoporotic or thick-slice marrow; also a first click
      that would otherwise grow next to nothing) grows without the soft-tissue toll,
-     paying only for tissue clearly darker than its surroundings. Dijkstra runs (scipy
+     paying only for tissue clearly darker than its surroundings. Where the marrow around
+     such a click is itself dark (its block mean below ``soft_hu + 30``: osteoporotic
+     bone, as dark as the discs and muscle around it), the cortex is the only border, so
+     that growth pays for nothing but the cortex (``low_wall`` per mm in blocks whose
+     *maximum* is ``low_wall_hu`` above the marrow: a block mean would blur a 1 mm cortex
+     away), and at full resolution its marrow goes on up to the cortex voxels (step 4).
+     Only on CT whose voxels resolve a cortex (all spacings up to
+     ``low_wall_max_spacing_mm``): on 3 mm or thick slices the cortex is blurred below
+     any wall and that growth would run out through it.
+     Dijkstra runs (scipy
      csgraph, stopped at ``delta``) on the working grid.
    * ``"random_walker"``: Grady's random walker with a prior (the current target as
      prior probability, clicks and locked neighbours as Dirichlet seeds), solved with
@@ -52,7 +61,10 @@ whole blocks of CT voxels inside the crop):
    are kept (above halfway between soft tissue and the added bone's cortex, at least
    ``snap_hu``). The image's own edge is not a boundary (``open_image_edge``): a vertebra
    the field of view cuts goes on beyond it, and its dark marrow in the last slices would
-   otherwise never join. Soft-tissue negative clicks are applied here, on the CT voxels
+   otherwise never join. What the walled low-density growth added is continued through
+   the blocks around it at full resolution by the voxels below ``low_wall_hu / 2`` above
+   the marrow that connect to it: the marrow up to the cortex, never through it.
+   Soft-tissue negative clicks are applied here, on the CT voxels
    themselves (a 5 mm disc vanishes in the working grid's block means).
 5. **The neighbours' surface convention** (``calibrate_boundary``): the locked
    neighbours in the crop show where the reference puts a surface within a voxel of
@@ -144,6 +156,9 @@ class ClassicalEngine(Engine):
         layer_hole_mm2: float = 30.0,
         drop_debris: bool = True,
         debris_frac: float = 0.15,
+        low_wall: float = 40.0,
+        low_wall_hu: float = 180.0,
+        low_wall_max_spacing_mm: float = 1.25,
     ):
         if method not in METHODS:
             from ..errors import SpineLabelInputError
@@ -186,6 +201,9 @@ class ClassicalEngine(Engine):
         self.layer_hole_mm2 = float(layer_hole_mm2)
         self.drop_debris = bool(drop_debris)
         self.debris_frac = float(debris_frac)
+        self.low_wall = float(low_wall)
+        self.low_wall_hu = float(low_wall_hu)
+        self.low_wall_max_spacing_mm = float(low_wall_max_spacing_mm)
         self._cache: dict = {}
 
     # ------------------------------------------------------------------------------
@@ -207,7 +225,7 @@ class ClassicalEngine(Engine):
         locked = np.isin(lab_crop, list(req.locked_values)) if req.locked_values else np.zeros(lab_crop.shape, bool)
 
         work_sp = spacing * factors
-        img_c, hu_c = self._ct_blocks(req.ct.array, box, factors)
+        img_c, hu_c, hu_max_c = self._ct_blocks(req.ct.array, box, factors)
         base_c = _block_mean(base_fg.astype(np.float32), factors) >= 0.5
         locked_c = _block_mean(locked.astype(np.float32), factors) >= 0.5
         from scipy import ndimage
@@ -220,11 +238,13 @@ class ClassicalEngine(Engine):
             outside, axis = self._outside_neighbour_silhouette(req, lab_crop, factors, img_c.shape, base_c, pos,
                                                                req.ct.affine, lo)
             spare_hu = min((h for _c, h in soft_clicks), default=None)
-            fg_c, by_click, spare = self._geodesic(img_c, hu_c, work_sp, base_c, locked_c, pos, neg, outside, neg_soft,
-                                                   pos_low, spare_hu)
+            # the cortex is a wall only where the voxels resolve it (not on 3 mm or thick slices)
+            walls = hu_max_c if float(np.max(spacing)) <= self.low_wall_max_spacing_mm else None
+            fg_c, by_click, spare, wall = self._geodesic(img_c, hu_c, work_sp, base_c, locked_c, pos, neg, outside,
+                                                         neg_soft, pos_low, spare_hu, walls)
         else:
             fg_c, by_click = self._random_walker(img_c, work_sp, base_c, locked_c, pos, neg)
-            spare = None
+            spare = wall = None
         if pos.any():  # a positive click fills the enclosed trabecular space of what it grew
             holes = ndimage.binary_fill_holes(fg_c) & ~fg_c & ~locked_c & ~neg
             fg_c |= holes
@@ -235,7 +255,7 @@ class ClassicalEngine(Engine):
         # beyond them, so its voxels there are not its surface
         at_edge = [(a, side) for a, b in enumerate(box) for side, on in ((0, b.start == 0), (1, b.stop == shape[a]))
                    if on] if self.open_image_edge else []
-        target = self._to_native(fg_c, by_click, base_c, base_fg, ct_crop, factors, locked_c, spare, at_edge)
+        target = self._to_native(fg_c, by_click, base_c, base_fg, ct_crop, factors, locked_c, spare, at_edge, wall)
         if self.method == "geodesic":
             self._clear_soft_leaks(req, lo, ct_crop, base_fg, target, soft_clicks, axis)
         if self.calibrate_boundary and by_click.any():
@@ -268,8 +288,8 @@ class ClassicalEngine(Engine):
     def close(self) -> None:
         self._cache.clear()
 
-    def _ct_blocks(self, ct: np.ndarray, box, factors) -> tuple[np.ndarray, np.ndarray]:
-        """(bone-window, HU) block means of the CT in ``box``: the same for every click that
+    def _ct_blocks(self, ct: np.ndarray, box, factors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(bone-window mean, HU mean, HU max) per block of the CT in ``box``: the same for every click that
         keeps the crop, so the last one is kept (holding the array itself, so an id can
         never be reused); ~20 ms per click on a thin-slice crop otherwise."""
         key = (tuple((s.start, s.stop) for s in box), tuple(int(f) for f in factors))
@@ -277,9 +297,10 @@ class ClassicalEngine(Engine):
         if cached is None or cached[0] is not ct or cached[1] != key:
             crop = ct[box]
             cached = (ct, key, _block_mean(bone_window(crop), factors),
-                      _block_mean(crop.astype(np.float32, copy=False), factors))
+                      _block_mean(crop.astype(np.float32, copy=False), factors),
+                      _block_max(crop, factors))
             self._cache["ct_blocks"] = cached
-        return cached[2], cached[3]
+        return cached[2], cached[3], cached[4]
 
     def _soft_negative_clicks(self, req, lo, factors, ct_crop, base_fg, depth_c) -> list:
         """The negative clicks made on a soft-tissue leak rather than on bone: the clicked CT
@@ -564,7 +585,7 @@ class ClassicalEngine(Engine):
         return pos, neg, neg_soft & neg, pos_low & pos
 
     # ------------------------------------------------------------------------------
-    def _geodesic(self, img, hu, sp, base_c, locked_c, pos, neg, outside, neg_soft, pos_low, spare_hu):
+    def _geodesic(self, img, hu, sp, base_c, locked_c, pos, neg, outside, neg_soft, pos_low, spare_hu, hu_max=None):
         """Working-grid decision (target mask, decided-by-a-click mask, spare) of the geodesic
         competition (module docstring, step 3). neg_soft / pos_low: the negative clicks on a
         soft-tissue leak and the positive clicks on low-density bone (judged on the CT
@@ -595,6 +616,7 @@ class ClassicalEngine(Engine):
         pos = pos & ~locked_c
         pos_low = pos_low & pos
         d_pos = np.full(img.shape, inf)
+        wall = None
         if (pos & ~pos_low).any():
             d_pos = _geodesic_distance(cost_fg, sp, pos & ~pos_low, self.delta)
             grown_mm3 = float(np.count_nonzero((d_pos < self.delta) & ~base_c)) * float(np.prod(sp))
@@ -606,12 +628,19 @@ class ClassicalEngine(Engine):
         if pos_low.any():
             # ... but still pays for tissue clearly darker than what was clicked (muscle and
             # fat next to dark marrow); the clicked level is the low path's own block mean
-            around = ndimage.binary_dilation(pos_low, iterations=2)
-            low_floor = min(float(np.min(hu[pos_low])), float(np.median(hu[around]))) - self.low_tolerance_hu
-            cost_low = np.where(locked_c, big, 1.0 + self.beta * edges * (1.0 - bright)
-                                + self.alpha * expit((low_floor - hu) / 25.0)
+            level = float(np.median(hu[ndimage.binary_dilation(pos_low, iterations=2)]))
+            low_floor = min(float(np.min(hu[pos_low])), level) - self.low_tolerance_hu
+            walled = self.low_wall > 0 and hu_max is not None and level < soft_hu + 30.0
+            cost_low = np.where(locked_c, big, 1.0 + (0.0 if walled else self.beta * edges * (1.0 - bright)
+                                                      + self.alpha * expit((low_floor - hu) / 25.0))
                                 + (self.gamma_outside * outside if outside is not None else 0.0))
-            d_pos = np.minimum(d_pos, _geodesic_distance(cost_low, sp, pos_low, self.delta))
+            if walled:
+                wall_hu = level + self.low_wall_hu
+                cost_low = cost_low + self.low_wall * expit((hu_max - wall_hu) / 25.0)
+            d_low = _geodesic_distance(cost_low, sp, pos_low, self.delta)
+            if walled:
+                wall = ((d_low < self.delta) & (hu_max < wall_hu), level + 0.5 * self.low_wall_hu)
+            d_pos = np.minimum(d_pos, d_low)
         # a negative click on soft tissue (a leak into a disc or muscle) clears the soft
         # tissue it reaches and never the bone behind it: blocks from ``spare_hu`` (halfway
         # between the clicked voxel and the target's median) are impassable to it; one on
@@ -666,7 +695,7 @@ class ClassicalEngine(Engine):
         out = np.where(fg_score == bg_score, base_c, fg_score < bg_score)
         out &= ~locked_c
         by_click = np.where(out, d_pos < self.delta, d_neg < self.delta)
-        return out, by_click, spare
+        return out, by_click, spare, wall
 
     def _random_walker(self, img, sp, base_c, locked_c, pos, neg) -> np.ndarray:
         import scipy.sparse as sparse
@@ -720,7 +749,7 @@ class ClassicalEngine(Engine):
         return max(self.snap_hu, 0.5 * (cortex + 40.0))
 
     def _to_native(self, fg_c, by_click, base_c, base_fg, ct_crop, factors, locked_c, spare=None,
-                   at_edge=()) -> np.ndarray:
+                   at_edge=(), wall=None) -> np.ndarray:
         """Working-grid decision -> voxels of the crop (see step 4 of the module docstring).
 
         Blocks decided by the current mask (no click reached them) keep its voxels exactly;
@@ -750,6 +779,13 @@ class ClassicalEngine(Engine):
             # partial-volume rim: bone voxels in the blocks just outside what the clicks added
             rim_c = ndimage.binary_dilation(added_c) & ~fg_c & ~by_click & ~locked_c
             target[up(rim_c) & bone] = True
+            if wall is not None and (wall[0] & added_c).any():
+                # what the walled low-density growth added stops a block short of the cortex:
+                # its marrow goes on, at full resolution, up to the cortex (never through it)
+                walled = up(wall[0] & added_c)
+                reach = up(ndimage.binary_dilation(wall[0] & added_c, iterations=1) & ~locked_c) & ~walled
+                marrow = ndimage.binary_propagation(walled, mask=walled | (reach & (ct_crop < wall[1])))
+                target[marrow] = True
         return target
 
 
@@ -959,16 +995,28 @@ def snap_to_surface(target: np.ndarray, ct_crop: np.ndarray, allowed: np.ndarray
 # ----------------------------------------------------------------------------------
 # helpers (working grid = whole blocks of ``factors`` voxels)
 # ----------------------------------------------------------------------------------
-def _block_mean(a: np.ndarray, factors) -> np.ndarray:
+def _blocks(a: np.ndarray, factors) -> np.ndarray:
+    """float32 view (i, f_i, j, f_j, k, f_k) of ``a`` cut into whole blocks (edge-padded)."""
     f = tuple(int(x) for x in factors)
-    if f == (1, 1, 1):
-        return a.astype(np.float32, copy=False)
+    a = a.astype(np.float32, copy=False)
     shape_c = tuple(math.ceil(s / fi) for s, fi in zip(a.shape, f))
     pad = [(0, sc * fi - s) for s, sc, fi in zip(a.shape, shape_c, f)]
     if any(p[1] for p in pad):
         a = np.pad(a, pad, mode="edge")
-    r = a.reshape(shape_c[0], f[0], shape_c[1], f[1], shape_c[2], f[2])
-    return r.mean(axis=(1, 3, 5), dtype=np.float32)
+    return a.reshape(shape_c[0], f[0], shape_c[1], f[1], shape_c[2], f[2])
+
+
+def _block_mean(a: np.ndarray, factors) -> np.ndarray:
+    if all(int(x) == 1 for x in factors):
+        return a.astype(np.float32, copy=False)
+    return _blocks(a, factors).mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def _block_max(a: np.ndarray, factors) -> np.ndarray:
+    """Per-block maximum: a cortex thinner than a block stays bright in it."""
+    if all(int(x) == 1 for x in factors):
+        return a.astype(np.float32, copy=False)
+    return _blocks(a, factors).max(axis=(1, 3, 5))
 
 
 def _block_up(a: np.ndarray, factors, shape) -> np.ndarray:

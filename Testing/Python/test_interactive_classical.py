@@ -638,3 +638,46 @@ def test_a_negative_click_on_a_one_slice_plate_clears_the_plate(layer_clicks):
         assert removed >= 0.9 * within_8mm
     else:
         assert removed < 0.5 * within_8mm  # only the working grid's hole: what the rule fixes
+
+
+def _osteoporotic_body_scene():
+    """0.8 mm voxels: an osteoporotic vertebral body (an ellipsoid: a 1.2 mm cortex at 650 HU
+    around 75 HU marrow) on a disc (85 HU), in muscle (50 HU), with noise (20 HU); a locked
+    neighbour (400 HU) under the disc. Marrow, disc and muscle differ by less than the noise:
+    only the cortex separates them."""
+    shape, sp = (70, 70, 70), 0.8
+    i, j, k = np.meshgrid(*[(np.arange(n) + 0.5) * sp for n in shape], indexing="ij")
+    c = (28.0, 28.0, 30.0)
+
+    def ellipsoid(a, b):
+        return ((i - c[0]) / a) ** 2 + ((j - c[1]) / a) ** 2 + ((k - c[2]) / b) ** 2 <= 1.0
+
+    body, marrow = ellipsoid(14.0, 9.0), ellipsoid(12.8, 7.8)
+    radial = np.hypot(i - c[0], j - c[1])
+    disc = (radial <= 13.0) & (k > c[2] - 14.0) & (k <= c[2] - 9.0)
+    below = (radial <= 14.0) & (k > c[2] - 24.0) & (k <= c[2] - 14.0)
+    ct = np.full(shape, 50.0, dtype=np.float32)
+    ct[disc], ct[body], ct[marrow], ct[below] = 85.0, 650.0, 75.0, 400.0
+    ct += np.random.default_rng(0).normal(0.0, 20.0, shape).astype(np.float32)
+    lab = np.zeros(shape, dtype=np.uint8)
+    lab[below] = 21
+    return nib.Nifti1Image(ct, np.diag([sp, sp, sp, 1.0])), lab, body
+
+
+@pytest.mark.parametrize("low_wall", [40.0, 0.0])
+def test_a_click_in_osteoporotic_marrow_fills_the_cortex_shell_and_no_further(low_wall):
+    """A positive click in marrow as dark as the muscle and the disc around it grows up to
+    the cortex and stops there (``low_wall``: the cortex, kept bright by the working
+    grid's block maximum, is a wall to that growth). Without the wall, the growth pays for
+    every edge and stops well short of the cortex (on the osteoporotic phantoms it also
+    leaked through the blurred cortex into discs and muscle)."""
+    ct, lab, body = _osteoporotic_body_scene()
+    s = open_session(ct, lab, low_wall=low_wall)
+    new = s.refine(label=20, clicks=[((35, 35, 37), True)]) == 20
+    kept = (new & body).sum() / body.sum()
+    assert not (new & (lab == 21)).any()
+    if low_wall:
+        assert kept >= 0.95, f"the body fills up to its cortex ({kept:.2f})"
+        assert not (new & ~body).any(), "nothing beyond the cortex joins"
+    else:
+        assert kept < 0.9, f"without the wall the growth stops short ({kept:.2f})"
