@@ -159,6 +159,7 @@ class ClassicalEngine(Engine):
         low_wall: float = 40.0,
         low_wall_hu: float = 180.0,
         low_wall_max_spacing_mm: float = 1.25,
+        enclosed_marrow_mm: float = 20.0,
     ):
         if method not in METHODS:
             from ..errors import SpineLabelInputError
@@ -204,6 +205,7 @@ class ClassicalEngine(Engine):
         self.low_wall = float(low_wall)
         self.low_wall_hu = float(low_wall_hu)
         self.low_wall_max_spacing_mm = float(low_wall_max_spacing_mm)
+        self.enclosed_marrow_mm = float(enclosed_marrow_mm)
         self._cache: dict = {}
 
     # ------------------------------------------------------------------------------
@@ -309,6 +311,11 @@ class ClassicalEngine(Engine):
         and the click is at most ``leak_depth_mm`` inside the target (a leak into a disc or
         muscle is a thin layer on it; deeper, a dark voxel is marrow, which on thick-slice
         or osteoporotic CT is 30-120 HU, e.g. the middle of a merged neighbour's body).
+        Where the voxels resolve a cortex (``low_wall_max_spacing_mm``), a dark click that
+        meets a cortex (``low_wall_hu`` above it) within ``enclosed_marrow_mm`` in all six
+        axis directions is marrow too, however shallow: a merged osteoporotic neighbour's
+        (a disc or muscle is open on one side at least); as a leak click it cleared the
+        marrow and spared the cortex shells around it.
         Each comes with the HU below which its flood may remove voxels: halfway between the
         click and the target's median."""
         own = ct_crop[base_fg]
@@ -323,7 +330,9 @@ class ClassicalEngine(Engine):
             if np.any(rel < 0) or np.any(rel >= ct_crop.shape) or np.any(c >= depth_c.shape):
                 continue
             hu = float(ct_crop[tuple(rel)])
-            if hu < limit and depth_c[tuple(c)] <= self.leak_depth_mm:
+            if hu < limit and depth_c[tuple(c)] <= self.leak_depth_mm and not (
+                    self.enclosed_marrow_mm > 0 and float(np.max(req.ct.spacing)) <= self.low_wall_max_spacing_mm
+                    and _enclosed(ct_crop, rel, req.ct.spacing, hu + self.low_wall_hu, self.enclosed_marrow_mm)):
                 out.append((click, 0.5 * (hu + own_median) if own_median is not None else limit))
         return out
 
@@ -841,6 +850,25 @@ def _drop_debris(target: np.ndarray, positive_at, box, shape, frac: float) -> No
                 small[np.unique(np.take(pieces, index, axis=axis))] = False
     if small.any():
         target[small[pieces]] = False
+
+
+def _enclosed(ct: np.ndarray, at, sp, wall_hu: float, reach_mm: float) -> bool:
+    """Whether voxel ``at`` of ``ct`` meets a voxel of at least ``wall_hu`` within
+    ``reach_mm`` along each of the six axis directions (inside the array): dark marrow
+    inside a cortex, not a disc or muscle open on one side."""
+    for axis in range(3):
+        n = int(math.ceil(reach_mm / float(sp[axis])))
+        for step in (-1, 1):
+            idx = list(at)
+            stop = at[axis] + step * n
+            stop = max(-1, min(ct.shape[axis], stop))
+            line = np.arange(at[axis] + step, stop, step)
+            if line.size == 0:
+                return False
+            idx[axis] = line
+            if not (ct[tuple(idx)] >= wall_hu).any():
+                return False
+    return True
 
 
 def _click_count(seeds: np.ndarray) -> int:

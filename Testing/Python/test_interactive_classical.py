@@ -681,3 +681,18 @@ def test_a_click_in_osteoporotic_marrow_fills_the_cortex_shell_and_no_further(lo
         assert not (new & ~body).any(), "nothing beyond the cortex joins"
     else:
         assert kept < 0.9, f"without the wall the growth stops short ({kept:.2f})"
+
+
+def test_enclosed_tells_marrow_inside_a_cortex_from_a_disc_or_muscle():
+    """A dark negative click inside a cortex is a merged neighbour's marrow, not a leak into
+    a disc or muscle (those are open on at least one side): ``_enclosed`` looks for the
+    cortex along the six axis directions."""
+    from SpineLabelLib.interactive.classical import _enclosed
+
+    ct, _lab, _body = _osteoporotic_body_scene()
+    hu = np.asarray(ct.dataobj)
+    sp = (0.8, 0.8, 0.8)
+    assert _enclosed(hu, (35, 35, 37), sp, 75.0 + 180.0, 20.0)  # marrow at the body's centre
+    assert not _enclosed(hu, (35, 35, 23), sp, 85.0 + 180.0, 20.0)  # the disc under it
+    assert not _enclosed(hu, (64, 35, 37), sp, 50.0 + 180.0, 20.0)  # muscle beside it
+    assert not _enclosed(hu, (35, 35, 37), sp, 75.0 + 180.0, 5.0)  # the cortex is beyond 5 mm
