@@ -241,7 +241,7 @@ class ClassicalEngine(Engine):
                                                                req.ct.affine, lo)
             spare_hu = min((h for _c, h in soft_clicks), default=None)
             # the cortex is a wall only where the voxels resolve it (not on 3 mm or thick slices)
-            walls = hu_max_c if float(np.max(spacing)) <= self.low_wall_max_spacing_mm else None
+            walls = hu_max_c if self._resolves_cortex(spacing) else None
             fg_c, by_click, spare, wall = self._geodesic(img_c, hu_c, work_sp, base_c, locked_c, pos, neg, outside,
                                                          neg_soft, pos_low, spare_hu, walls)
         else:
@@ -304,6 +304,10 @@ class ClassicalEngine(Engine):
             self._cache["ct_blocks"] = cached
         return cached[2], cached[3], cached[4]
 
+    def _resolves_cortex(self, spacing) -> bool:
+        """Whether voxels this fine show a ~1 mm cortex as a wall (not 3 mm or thick slices)."""
+        return float(np.max(spacing)) <= self.low_wall_max_spacing_mm
+
     def _soft_negative_clicks(self, req, lo, factors, ct_crop, base_fg, depth_c) -> list:
         """The negative clicks made on a soft-tissue leak rather than on bone: the clicked CT
         voxel itself (a block mean mixes a disc with the endplate next to it) is below
@@ -331,7 +335,7 @@ class ClassicalEngine(Engine):
                 continue
             hu = float(ct_crop[tuple(rel)])
             if hu < limit and depth_c[tuple(c)] <= self.leak_depth_mm and not (
-                    self.enclosed_marrow_mm > 0 and float(np.max(req.ct.spacing)) <= self.low_wall_max_spacing_mm
+                    self.enclosed_marrow_mm > 0 and self._resolves_cortex(req.ct.spacing)
                     and _enclosed(ct_crop, rel, req.ct.spacing, hu + self.low_wall_hu, self.enclosed_marrow_mm)):
                 out.append((click, 0.5 * (hu + own_median) if own_median is not None else limit))
         return out
