@@ -418,17 +418,11 @@ def _explain(best: Hypothesis, feats, p_sacrum, skull, reasons, cranial: str | N
         reasons[0].append("skull base directly above: C1")
     if not anchors:
         tps = _transverse_pattern(best, feats)
-        if tps:
-            notes.append("no anatomical anchor in view (no sacrum, ribs or skull base): labels from vertebra sizes "
-                         f"and transverse-process lengths ({tps}; L3's are the longest in about two thirds of "
-                         "spines), a guess")
-            for r in reasons:
-                r.append("no anchor in view: label guessed from vertebra sizes and transverse-process lengths")
-        else:
-            notes.append("no anatomical anchor in view (no sacrum, ribs or skull base): labels from vertebra sizes "
-                         "only, a guess")
-            for r in reasons:
-                r.append("no anchor in view: label guessed from vertebra sizes")
+        cues = "vertebra sizes and transverse-process lengths" if tps else "vertebra sizes"
+        detail = f" ({tps}; L3's are the longest in about two thirds of spines)" if tps else " only"
+        notes.append(f"no anatomical anchor in view (no sacrum, ribs or skull base): labels from {cues}{detail}, a guess")
+        for r in reasons:
+            r.append(f"no anchor in view: label guessed from {cues}")
     for f, r in zip(feats, reasons):
         if f.at_fov_edge:
             r.append("field of view cut (or no disc found on one side)")
