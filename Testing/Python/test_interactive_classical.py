@@ -696,3 +696,53 @@ def test_enclosed_tells_marrow_inside_a_cortex_from_a_disc_or_muscle():
     assert not _enclosed(hu, (35, 35, 23), sp, 85.0 + 180.0, 20.0)  # the disc under it
     assert not _enclosed(hu, (64, 35, 37), sp, 50.0 + 180.0, 20.0)  # muscle beside it
     assert not _enclosed(hu, (35, 35, 37), sp, 75.0 + 180.0, 5.0)  # the cortex is beyond 5 mm
+
+
+def test_noise_estimate_reads_the_noise_not_the_edges():
+    """``_noise_hu``: one standard deviation of the noise, from neighbouring-voxel
+    differences along the finest axis; a bone edge crossing the crop does not move it."""
+    from SpineLabelLib.interactive.classical import _noise_hu
+
+    rng = np.random.default_rng(1)
+    flat = np.zeros((60, 60, 20), np.float32)
+    flat[:, 30:] = 700.0  # one strong edge
+    for sigma in (0.0, 20.0, 80.0):
+        crop = flat + rng.normal(0.0, sigma, flat.shape).astype(np.float32)
+        assert abs(_noise_hu(crop, (1.0, 1.0, 3.0)) - sigma) <= 0.1 * sigma + 1.0
+
+
+def _noisy_body_scene(noise_hu):
+    """1 x 1 x 3 mm voxels (low-dose chest CT): a vertebral body (an ellipsoid: 1.5 mm cortex
+    at 700 HU around 260 HU marrow) in muscle (40 HU), with white noise of ``noise_hu``;
+    a locked neighbour (400 HU) below. Returns (image, labelmap, body)."""
+    shape, sp = (64, 64, 24), (1.0, 1.0, 3.0)
+    i, j, k = np.meshgrid(*[(np.arange(n) + 0.5) * s for n, s in zip(shape, sp)], indexing="ij")
+    c = (32.0, 32.0, 40.0)
+
+    def ellipsoid(a, b):
+        return ((i - c[0]) / a) ** 2 + ((j - c[1]) / a) ** 2 + ((k - c[2]) / b) ** 2 <= 1.0
+
+    body, marrow = ellipsoid(16.0, 12.0), ellipsoid(14.5, 10.5)
+    below = (np.hypot(i - c[0], j - c[1]) <= 16.0) & (k < c[2] - 18.0)
+    ct = np.full(shape, 40.0, dtype=np.float32)
+    ct[body], ct[marrow], ct[below] = 700.0, 260.0, 400.0
+    ct += np.random.default_rng(3).normal(0.0, noise_hu, shape).astype(np.float32)
+    lab = np.zeros(shape, dtype=np.uint8)
+    lab[below] = 21
+    return nib.Nifti1Image(ct, np.diag([*sp, 1.0])), lab, body
+
+
+@pytest.mark.parametrize("denoise_noise_hu", [30.0, 0.0])
+def test_on_noisy_ct_a_click_draws_a_smooth_surface(denoise_noise_hu):
+    """On CT with 80 HU of noise, the full-resolution surface of what a click grows is drawn
+    on lightly smoothed voxels (``denoise_noise_hu``): thresholding the raw voxels leaves
+    one-voxel errors all over the surface, which no click can remove one by one."""
+    ct, lab, body = _noisy_body_scene(80.0)
+    s = open_session(ct, lab, denoise_noise_hu=denoise_noise_hu)
+    new = s.refine(label=20, clicks=[((32, 32, 13), True)]) == 20
+    assert not (new & (lab == 21)).any()
+    d = dice(body, new)
+    if denoise_noise_hu:
+        assert d >= 0.95, f"smooth surface (Dice {d:.3f})"
+    else:
+        assert d < 0.95, f"ragged surface on raw voxels (Dice {d:.3f})"
