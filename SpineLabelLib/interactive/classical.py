@@ -65,7 +65,11 @@ whole blocks of CT voxels inside the crop):
    the blocks around it at full resolution by the voxels below ``low_wall_hu / 2`` above
    the marrow that connect to it: the marrow up to the cortex, never through it.
    Soft-tissue negative clicks are applied here, on the CT voxels
-   themselves (a 5 mm disc vanishes in the working grid's block means).
+   themselves (a 5 mm disc vanishes in the working grid's block means). On noisy CT (the
+   crop's noise, estimated from neighbouring-voxel differences, above ``denoise_noise_hu``)
+   every full-resolution decision of steps 4-6 reads the voxels smoothed by a Gaussian of
+   ``denoise_sigma_mm``: thresholding raw voxels with 80 HU of noise draws a ragged surface
+   whose one-voxel errors no click removes.
 5. **The neighbours' surface convention** (``calibrate_boundary``): the locked
    neighbours in the crop show where the reference puts a surface within a voxel of
    partial volume (the HU level that best separates their outermost voxels from the
