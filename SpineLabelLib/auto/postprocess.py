@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from ..image import Image
 from ..labels import SACRUM, COCCYX, is_vertebra, name_of, sort_anatomical
+from ..pieces import small_pieces
 
 #: A vertebra smaller than this (ml) is dropped as a fragment.
 MIN_VERTEBRA_ML = 0.5
@@ -25,16 +26,10 @@ def keep_largest_components(mask: Image, min_fraction: float = 0.15) -> tuple[Im
         value = idx + 1
         if box is None or not is_vertebra(value):
             continue
-        sub = arr[box] == value
-        lab, n = ndimage.label(sub, structure=np.ones((3, 3, 3), bool))
-        if n <= 1:
-            continue
-        sizes = np.bincount(lab.ravel())[1:]
-        small = np.flatnonzero(sizes < min_fraction * sizes.max()) + 1
-        if small.size:
-            drop = np.isin(lab, small)
-            arr[box][drop] = 0
-            remarks[value] = f"{small.size} separate fragment(s) removed"
+        pieces, small = small_pieces(arr[box] == value, min_fraction, structure=np.ones((3, 3, 3), bool))
+        if small.any():
+            arr[box][small[pieces]] = 0
+            remarks[value] = f"{int(small.sum())} separate fragment(s) removed"
     return mask.with_array(arr), remarks
 
 

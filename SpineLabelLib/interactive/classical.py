@@ -111,6 +111,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..pieces import small_pieces
 from .base import Engine, Proposal, RefineRequest, bone_window, clip_box, label_bbox, register_engine
 
 METHODS = ("geodesic", "random_walker")
@@ -863,15 +864,9 @@ def _drop_debris(target: np.ndarray, positive_at, box, shape, frac: float) -> No
     lies outside the image) reaches the image's edge and stays; so does a piece that a
     positive click asked for. ``positive_at``: click voxels relative to the crop ``box``
     (slices of the image of ``shape``)."""
-    from scipy import ndimage
-
-    pieces, n = ndimage.label(target)
-    if n < 2:
+    pieces, small = small_pieces(target, frac)
+    if not small.any():
         return
-    sizes = np.bincount(pieces.ravel())
-    sizes[0] = 0
-    small = sizes < frac * sizes.max()
-    small[0] = False
     for at in positive_at:
         if all(0 <= a < s for a, s in zip(at, target.shape)):
             small[pieces[tuple(at)]] = False

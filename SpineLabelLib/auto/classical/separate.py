@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ...pieces import small_pieces
 from .discs import Profile
 from .spine import SpineCurves
 
@@ -30,6 +31,8 @@ POSTERIOR_MAX_MM = 85.0
 VALLEY_HU = 100.0
 #: Cancellous bone of osteoporotic or elderly patients: part of the vertebra above this HU.
 TISSUE_HU = 120.0
+#: A vertebra's pieces smaller than this fraction of its largest piece are dropped after the flood.
+DEBRIS_FRACTION = 0.15
 
 
 @dataclass
@@ -148,15 +151,9 @@ def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: P
         if not objs or objs[0] is None:
             continue
         b = objs[0]
-        m = out[b] == idx
-        cl, n = ndimage.label(m)
-        if n > 1:
-            sizes = np.bincount(cl.ravel())
-            sizes[0] = 0
-            keep = sizes >= 0.15 * sizes.max()
-            keep[0] = False
-            sub = out[b]
-            sub[m & ~keep[cl]] = 0
+        pieces, small = small_pieces(out[b] == idx, DEBRIS_FRACTION)
+        if small.any():
+            out[b][small[pieces]] = 0
     return out
 
 

@@ -1,0 +1,28 @@
+"""Connected pieces of a mask, and which of them are debris.
+
+One rule, used wherever a label is cleaned (the automatic engines' output, the weight-free
+engine's separation, the click engine's result): a vertebra is one connected bone, so a
+piece much smaller than the label's largest piece is debris. The callers differ only in what
+they spare (a piece holding a positive click, a piece on the image's edge).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def small_pieces(mask: np.ndarray, fraction: float, structure: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(pieces, small) of the boolean array ``mask`` (any axis order; the result keeps it).
+
+    ``pieces``: the connected pieces labelled 1..n (0 outside the mask), 6-connected unless
+    ``structure`` (scipy.ndimage's) says otherwise. ``small``: per piece label, whether the
+    piece has fewer than ``fraction`` times the voxels of the largest one (index 0, the
+    background, is False), so ``small[pieces]`` is the debris as a voxel mask."""
+    from scipy import ndimage
+
+    pieces, n = ndimage.label(mask, structure=structure)
+    sizes = np.bincount(pieces.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    small = sizes < fraction * sizes.max() if n else np.zeros(1, bool)
+    small[0] = False
+    return pieces, small

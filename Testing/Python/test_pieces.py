@@ -1,0 +1,27 @@
+"""The one debris rule: pieces much smaller than a label's largest piece."""
+from __future__ import annotations
+
+import numpy as np
+
+from SpineLabelLib.pieces import small_pieces
+
+
+def test_small_pieces_marks_only_pieces_below_the_fraction_of_the_largest():
+    mask = np.zeros((30, 10, 10), bool)
+    mask[0:20] = True  # 2000 voxels: the largest
+    mask[22:25] = True  # 300 voxels: 15 % of the largest, kept
+    mask[27, 0, 0] = True  # 1 voxel: debris
+    pieces, small = small_pieces(mask, 0.15)
+    assert pieces.max() == 3 and not small[0]
+    assert small[pieces].sum() == 1 and small[pieces][27, 0, 0]
+
+
+def test_small_pieces_connectivity_and_empty_masks():
+    mask = np.zeros((5, 5, 5), bool)
+    mask[:3, :3, :3] = True
+    mask[3, 3, 3] = True  # touches the block only at a corner
+    _p6, small6 = small_pieces(mask, 0.15)
+    _p26, small26 = small_pieces(mask, 0.15, structure=np.ones((3, 3, 3), bool))
+    assert small6.sum() == 1 and small26.sum() == 0
+    pieces, small = small_pieces(np.zeros((4, 4, 4), bool), 0.15)
+    assert not pieces.any() and not small[pieces].any()
