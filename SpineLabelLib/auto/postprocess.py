@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from ..image import Image
 from ..labels import SACRUM, COCCYX, is_vertebra, name_of, sort_anatomical
-from ..pieces import small_pieces
+from ..masks import nonzero_bbox, small_pieces
 
 #: A vertebra smaller than this (ml) is dropped as a fragment.
 MIN_VERTEBRA_ML = 0.5
@@ -88,10 +88,10 @@ def refine_boundary(labels: np.ndarray, hu: np.ndarray, remove_below: float = RE
     at the surface decides it. Only the outermost layer moves, so marrow (below bone HU,
     inside the cortex) stays. Thresholds measured on the two TotalSegmentator-referenced
     CTs (0.7 x 0.7 x 2.5 mm and 3 mm voxels). Array axes are the input's (i, j, k)."""
-    if not labels.any():
+    extent = nonzero_bbox(labels)
+    if extent is None:
         return labels
-    box = ndimage.find_objects((labels > 0).astype(np.uint8))[0]
-    box = tuple(slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box, labels.shape))
+    box = tuple(slice(max(0, lo - 1), min(n, hi + 1)) for lo, hi, n in zip(*extent, labels.shape))
     lab = labels[box]
     h = np.asarray(hu[box])
     fg = lab > 0

@@ -18,6 +18,7 @@ import numpy as np
 from .. import labels as L
 from ..errors import SpineLabelInputError
 from ..image import Image
+from ..masks import nonzero_bbox
 
 #: Hounsfield units below which a click counts as "on air" (lung is about -850 HU).
 AIR_HU = -500.0
@@ -151,16 +152,7 @@ def label_bbox(labelmap: np.ndarray, value: int) -> tuple[np.ndarray, np.ndarray
     """(lo, hi) index corners (hi exclusive) of ``value`` in ``labelmap``, None if absent.
 
     Uses per-axis projections (no argwhere over the whole volume)."""
-    hit = labelmap == value
-    lo, hi = [], []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        proj = np.flatnonzero(hit.any(axis=other))
-        if proj.size == 0:
-            return None
-        lo.append(proj[0])
-        hi.append(proj[-1] + 1)
-    return np.asarray(lo), np.asarray(hi)
+    return nonzero_bbox(labelmap == value)
 
 
 # ----------------------------------------------------------------------------------

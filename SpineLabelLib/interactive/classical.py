@@ -111,7 +111,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..pieces import small_pieces
+from ..masks import small_pieces
 from .base import Engine, Proposal, RefineRequest, bone_window, clip_box, label_bbox, register_engine
 
 METHODS = ("geodesic", "random_walker")

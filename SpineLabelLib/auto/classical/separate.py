@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ...pieces import small_pieces
+from ...masks import small_pieces
 from .discs import Profile
 from .spine import SpineCurves
 

@@ -1,9 +1,9 @@
-"""The one debris rule: pieces much smaller than a label's largest piece."""
+"""Mask helpers: extents, and the one debris rule (pieces much smaller than a label's largest)."""
 from __future__ import annotations
 
 import numpy as np
 
-from SpineLabelLib.pieces import small_pieces
+from SpineLabelLib.masks import nonzero_bbox, small_pieces
 
 
 def test_small_pieces_marks_only_pieces_below_the_fraction_of_the_largest():
@@ -25,3 +25,12 @@ def test_small_pieces_connectivity_and_empty_masks():
     assert small6.sum() == 1 and small26.sum() == 0
     pieces, small = small_pieces(np.zeros((4, 4, 4), bool), 0.15)
     assert not pieces.any() and not small[pieces].any()
+
+
+def test_nonzero_bbox_is_the_extent_of_the_nonzero_voxels():
+    a = np.zeros((8, 9, 10), np.uint8)
+    assert nonzero_bbox(a) is None
+    a[2, 3, 4] = 7
+    a[5, 1, 8] = 1
+    lo, hi = nonzero_bbox(a)
+    assert lo.tolist() == [2, 1, 4] and hi.tolist() == [6, 4, 9]
