@@ -640,8 +640,8 @@ def test_a_negative_click_on_a_one_slice_plate_clears_the_plate(layer_clicks):
         assert removed < 0.5 * within_8mm  # only the working grid's hole: what the rule fixes
 
 
-def _osteoporotic_body_scene():
-    """0.8 mm voxels: an osteoporotic vertebral body (an ellipsoid: a 1.2 mm cortex at 650 HU
+def _osteoporotic_body_scene(cortex_hu=650.0):
+    """0.8 mm voxels: an osteoporotic vertebral body (an ellipsoid: a 1.2 mm cortex at ``cortex_hu``
     around 75 HU marrow) on a disc (85 HU), in muscle (50 HU), with noise (20 HU); a locked
     neighbour (400 HU) under the disc. Marrow, disc and muscle differ by less than the noise:
     only the cortex separates them."""
@@ -657,7 +657,7 @@ def _osteoporotic_body_scene():
     disc = (radial <= 13.0) & (k > c[2] - 14.0) & (k <= c[2] - 9.0)
     below = (radial <= 14.0) & (k > c[2] - 24.0) & (k <= c[2] - 14.0)
     ct = np.full(shape, 50.0, dtype=np.float32)
-    ct[disc], ct[body], ct[marrow], ct[below] = 85.0, 650.0, 75.0, 400.0
+    ct[disc], ct[body], ct[marrow], ct[below] = 85.0, cortex_hu, 75.0, 400.0
     ct += np.random.default_rng(0).normal(0.0, 20.0, shape).astype(np.float32)
     lab = np.zeros(shape, dtype=np.uint8)
     lab[below] = 21
@@ -773,3 +773,21 @@ def test_a_click_in_a_missing_body_also_takes_its_processes_between_locked_neigh
     with_it = open_session(ct, alone, bright_completion=True).refine(label=lab, clicks=[(click.ijk, True)])
     without = open_session(ct, alone, bright_completion=False).refine(label=lab, clicks=[(click.ijk, True)])
     assert np.array_equal(with_it, without)
+
+
+@pytest.mark.parametrize("low_wall_cap", [2.5, float("inf")])
+def test_a_wall_too_faint_to_hold_falls_back_to_the_ordinary_low_density_growth(low_wall_cap):
+    """Where the cortex is too faint to be a wall (here 150 HU; on real CT, thin slices
+    interpolated from thick ones blur it so), the walled growth from a dark click runs on
+    through the muscle until its budget ends (on lidc0001 resampled to 1 mm, one click on
+    T7 added 116 000 voxels). A growth larger than ``low_wall_cap`` times the largest
+    vertebra in the crop was not held by a cortex: the click grows as without the wall."""
+    ct, lab, body = _osteoporotic_body_scene(cortex_hu=150.0)
+    new = open_session(ct, lab, low_wall_cap=low_wall_cap).refine(label=20, clicks=[((35, 35, 37), True)]) == 20
+    without_wall = open_session(ct, lab, low_wall=0.0).refine(label=20, clicks=[((35, 35, 37), True)]) == 20
+    assert not (new & (lab == 21)).any()
+    neighbour = int((lab == 21).sum())
+    if np.isfinite(low_wall_cap):
+        assert np.array_equal(new, without_wall)
+    else:
+        assert new.sum() > 2.5 * neighbour, "without the cap the walled growth floods the muscle"
