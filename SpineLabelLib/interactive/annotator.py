@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import labels as L
 from ..image import Image
+from ..masks import nonzero_bbox
 from .base import AIR_HU, Click, label_bbox
 
 CORRUPTIONS = ("merged", "missing", "leak_rib", "leak_disc", "cut_half")
@@ -59,14 +60,10 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _roi(gt: np.ndarray, pred: np.ndarray, pad: int = 2):
-    boxes = [bb for bb in (_bbox(gt), _bbox(pred)) if bb is not None]
+    boxes = [bb for bb in (nonzero_bbox(gt), nonzero_bbox(pred)) if bb is not None]
     lo = np.maximum(np.min([b[0] for b in boxes], axis=0) - pad, 0)
     hi = np.minimum(np.max([b[1] for b in boxes], axis=0) + pad, gt.shape)
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-
-
-def _bbox(mask: np.ndarray):
-    return label_bbox(mask.view(np.uint8) if mask.dtype == bool else mask, 1)
 
 
 def next_click(gt: np.ndarray, pred: np.ndarray, spacing, clickable: np.ndarray | None = None) -> Click | None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import SpineLabelInputError
 from ..image import Image, from_nibabel, load_image
+from ..masks import nonzero_bbox
 from .base import (
     Click, RefineRequest, RefineResult, apply_proposal, check_box, check_clicks, check_label, label_counts,
     locked_values_for, make_engine,
@@ -257,8 +258,8 @@ def _diff_box(old: np.ndarray, new: np.ndarray, where: tuple[slice, slice, slice
     n = int(np.count_nonzero(diff))
     if n == 0:
         return None, None, None, 0
-    idx = [np.flatnonzero(diff.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
-    local = tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)
+    lo, hi = nonzero_bbox(diff)
+    local = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     box = tuple(slice(w.start + l.start, w.start + l.stop) for w, l in zip(where, local))
     return box, old[local].copy(), new[local].copy(), n
 

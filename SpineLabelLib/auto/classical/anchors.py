@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...masks import nonzero_bbox
 from .discs import STEP_MM, Profile
 from .separate import Segment
 from .spine import SpineCurves
@@ -219,10 +220,10 @@ def attached_ribs(bone: np.ndarray, lab: np.ndarray, curves: SpineCurves, s: flo
         return out
     from scipy import ndimage
 
-    box = ndimage.find_objects((lab > 0).astype(np.uint8))[0]
+    lo, hi = nonzero_bbox(lab)
     pad = int(round(RIB_REACH_MM / s)) + 2
-    box = tuple(slice(max(0, b.start - (pad if a < 2 else 2)), min(lab.shape[a], b.stop + (pad if a < 2 else 2)))
-                for a, b in enumerate(box))
+    box = tuple(slice(max(0, b0 - (pad if a < 2 else 2)), min(lab.shape[a], b1 + (pad if a < 2 else 2)))
+                for a, (b0, b1) in enumerate(zip(lo, hi)))
     L = lab[box]
     zs = np.arange(box[2].start, box[2].stop)
     zc = np.clip(zs, curves.z_lo, curves.z_hi)
