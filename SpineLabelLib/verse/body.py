@@ -135,7 +135,7 @@ def body_centroids(mask: Image, labels=None, ct: Image | None = None) -> dict[in
     """
     if ct is not None:
         mask.require_same_grid(ct, what="CT")
-    bodies = _body_voxels(mask, labels, ct)
+    bodies = body_voxels(mask, labels, ct)
     return {value: ijk.mean(axis=0) for value, ijk in bodies.items()}
 
 
@@ -146,7 +146,7 @@ def body_masks(mask: Image, labels=None) -> Image:
     values) becomes 0. Holes of the input that were filled for the analysis are part of
     the returned body.
     """
-    bodies = _body_voxels(mask, labels, None)
+    bodies = body_voxels(mask, labels, None)
     out = np.zeros(mask.shape, dtype=mask_dtype(bodies.keys()))
     for value, ijk in bodies.items():
         idx = np.round(ijk).astype(np.int64)
@@ -226,8 +226,9 @@ def _repair_with_ct(inside: np.ndarray, labels_crop: np.ndarray, ct_crop: np.nda
 # ----------------------------------------------------------------------------------
 # the body cut
 # ----------------------------------------------------------------------------------
-def _body_voxels(mask: Image, labels, ct: Image | None) -> dict[int, np.ndarray]:
-    """VerSe value -> (M, 3) voxel indices (i, j, k) on ``mask``'s grid of its body part."""
+def body_voxels(mask: Image, labels=None, ct: Image | None = None) -> dict[int, np.ndarray]:
+    """VerSe value -> (M, 3) voxel indices (i, j, k) on ``mask``'s grid of its body part
+    (the cut of :func:`body_centroids`, without a full-size output array)."""
     crops = _label_crops(mask, fill_holes=True, ct=ct)
     wanted = _wanted_values(sorted(crops), labels, mask.source)
     spacing_mm = float(mask.spacing.max())

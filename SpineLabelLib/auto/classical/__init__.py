@@ -36,7 +36,9 @@ Pipeline (each step in its own module):
    (``verse.body``). Each label's enclosed marrow is added (closing, cavities filled;
    then, per axial slice, marrow-dense holes a body's cortex ring encloses in front of the canal).
    The label map goes back to the input grid by nearest neighbour, and its outermost
-   layer is corrected against the input's own HU (``postprocess.refine_boundary``);
+   layer is corrected against the input's own HU (``postprocess.refine_boundary``); the
+   border between consecutive bodies is re-placed at their disc on the input grid
+   (:mod:`.disc_planes`: thick slices blur a disc that the working grid then misses);
    centroids are the vertebral-body centres (``verse.body.body_centroids``) mapped to
    input indices.
 
@@ -52,7 +54,7 @@ import numpy as np
 from ...image import Image, check_ct_intensities
 from ...labels import SACRUM, name_of
 from ..base import Engine, EngineResult, empty_result
-from . import anchors, discs, facets, grid, labelling, separate, spine
+from . import anchors, disc_planes, discs, facets, grid, labelling, separate, spine
 
 #: Thinner than this along any world axis, an image cannot show a vertebra with its discs.
 MIN_EXTENT_MM = 30.0
@@ -163,8 +165,9 @@ class ClassicalEngine(Engine):
 
     name = "classical"
 
-    def __init__(self, spacing: float = 1.5, max_work_voxels: int = grid.MAX_WORK_VOXELS):
+    def __init__(self, spacing: float = 1.5, max_work_voxels: int = grid.MAX_WORK_VOXELS, disc_planes: bool = True):
         self.spacing = float(spacing)
+        self.disc_planes = bool(disc_planes)
         self.max_work_voxels = int(max_work_voxels)
         if not 0.3 <= self.spacing <= 5.0:
             from ...errors import SpineLabelInputError
@@ -312,6 +315,10 @@ class ClassicalEngine(Engine):
         from ..postprocess import refine_boundary
 
         refine_boundary(out, ct.array)
+        if self.disc_planes:
+            placed = disc_planes.place_disc_borders(out, ct, without_body=[above] if above is not None else [])
+            # the centroid is the centre of the body as the output mask now has it
+            centroids.update(disc_planes.body_centres(out, ct, {v for a, b, n in placed if n for v in (a, b)}))
         mask = ct.with_array(out)
         mask.source = "classical engine mask"
         if sacrum_extended and SACRUM in centroids:

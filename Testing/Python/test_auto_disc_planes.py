@@ -1,0 +1,115 @@
+"""The border between consecutive vertebral bodies re-placed at their disc on the input
+grid (auto/classical/disc_planes.py): a misplaced border goes back to the disc, on a
+thick-slice phantom and on real CT (lidc0001's reference), and a right one stays."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from SpineLabelLib.auto.classical.disc_planes import consecutive_pairs, place_disc_borders
+from SpineLabelLib.image import load_image
+from SpineLabelLib.labels import totalseg_to_verse, value_of
+from SpineLabelLib.verse.body import body_masks
+
+from conftest import DATA
+
+
+def _names(pairs):
+    from SpineLabelLib.labels import name_of
+
+    return [(name_of(a), name_of(b)) for a, b in pairs]
+
+
+def test_consecutive_pairs_follow_anatomy():
+    v = value_of
+    assert _names(consecutive_pairs([v(n) for n in ("T11", "T12", "L1", "L2")])) == [("T11", "T12"), ("T12", "L1"), ("L1", "L2")]
+    assert _names(consecutive_pairs([v(n) for n in ("T12", "T13", "L1")])) == [("T12", "T13"), ("T13", "L1")]
+    # the sacrum and C1 (no body, no disc) are left out; a missing level leaves no pair
+    assert _names(consecutive_pairs([v(n) for n in ("L4", "L5", "L6", "sacrum")])) == [("L4", "L5"), ("L5", "L6")]
+    assert _names(consecutive_pairs([v(n) for n in ("C1", "C2", "C3")])) == [("C2", "C3")]
+    assert _names(consecutive_pairs([v(n) for n in ("T10", "T12", "L1")])) == [("T12", "L1")]
+
+
+def _shift_border_down(mask: np.ndarray, bodies: np.ndarray, upper: int, lower: int, slices: int) -> np.ndarray:
+    """The top ``slices`` axial slices (k: +S on these grids' last axis) of ``lower``'s
+    body given to ``upper``, as when a disc is placed too low."""
+    ks = np.nonzero((bodies == lower).any(axis=(0, 1)))[0]
+    top = ks.max() if ks[-1] - ks[0] else ks[0]
+    return (bodies == lower) & (np.arange(mask.shape[2]) > top - slices)[None, None, :]
+
+
+def _wrong_voxels(mask, ref, labels):
+    return int(sum(((mask == v) != (ref == v)).sum() for v in labels))
+
+
+@pytest.fixture(scope="module")
+def chest_phantom():
+    from SpineLabelLib.synthetic import make_phantom, phantom_suite
+
+    return make_phantom(next(s for s in phantom_suite() if s.name == "chest-0.7x2.5-LAS"))
+
+
+def test_misplaced_border_goes_back_to_the_disc_on_thick_slices(chest_phantom):
+    ph = chest_phantom
+    ref = ph.mask.array
+    # the LAS grid's k axis runs +S: the "top" of a body is its highest k
+    assert ph.ct.affine[2, 2] > 0
+    bodies = body_masks(ph.mask).array
+    a, b = value_of("T6"), value_of("T7")
+    moved = _shift_border_down(ref, bodies, a, b, slices=2)  # 5 mm
+    assert moved.sum() > 500
+    bad = ref.copy()
+    bad[moved] = a
+    before = _wrong_voxels(bad, ref, (a, b))
+    placed = place_disc_borders(bad, ph.ct)
+    assert (a, b) in [(x, y) for x, y, _ in placed]
+    after = _wrong_voxels(bad, ref, (a, b))
+    assert after < 0.2 * before, (before, after)
+    # only the bodies move: the pair's posterior elements keep their labels
+    outside = np.isin(ref, (a, b)) & ~np.isin(bodies, (a, b))
+    assert np.array_equal(bad[outside & ~moved], ref[outside & ~moved])
+
+
+def test_right_borders_stay(chest_phantom):
+    ph = chest_phantom
+    mask = ph.mask.array.copy()
+    place_disc_borders(mask, ph.ct)
+    changed = (mask != ph.mask.array).sum()
+    assert changed < 0.01 * (ph.mask.array > 0).sum(), changed
+
+
+def test_real_ct_border_two_slices_low_goes_back():
+    """lidc0001 (0.7 x 0.7 x 2.5 mm): its discs are one bright band of two endplates, not
+    a dark gap. The reference's T8/T9 border moved two slices (5 mm) down, as the working
+    grid had placed it (6 mm), goes back to within a slice of the reference's disc."""
+    ct = load_image(DATA / "lidc0001_chest" / "ct.nii.gz")
+    ref_img = ct.with_array(totalseg_to_verse(load_image(DATA / "lidc0001_chest" / "seg_totalseg_labels.nii.gz").array))
+    ref = ref_img.array
+    a, b = value_of("T8"), value_of("T9")
+    box = _box(ref, (a, b))
+    sub_ct, sub_ref = ct.crop(box), ref_img.crop(box)
+    ref_sub = np.where(np.isin(sub_ref.array, (a, b)), sub_ref.array, 0).astype(np.uint8)
+    bodies = body_masks(sub_ref.with_array(ref_sub)).array
+    moved = _shift_border_down(ref_sub, bodies, a, b, slices=2)
+    bad = ref_sub.copy()
+    bad[moved] = a
+    before = _wrong_voxels(bad, ref_sub, (a, b))
+    place_disc_borders(bad, sub_ct)
+    after = _wrong_voxels(bad, ref_sub, (a, b))
+    assert after < 0.5 * before, (before, after)
+    # the border in the body columns: within one slice of the reference's gap
+    both_ref = (bodies == a).any(axis=2) & (bodies == b).any(axis=2)
+    k = np.arange(ref_sub.shape[2])
+    lowest_a = np.where(bad == a, k, 999).min(axis=2)
+    lowest_a_ref = np.where(ref_sub == a, k, 999).min(axis=2)
+    cols = both_ref & (lowest_a < 999) & (lowest_a_ref < 999)
+    assert np.median(np.abs(lowest_a[cols] - lowest_a_ref[cols])) <= 1
+
+
+def _box(arr, values):
+    from scipy import ndimage
+
+    boxes = ndimage.find_objects(np.where(np.isin(arr, values), 1, 0).astype(np.uint8))
+    (box,) = boxes
+    # a margin of 10 voxels in-plane and 3 slices, clipped to the grid
+    return tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(box, (10, 10, 3), arr.shape))
