@@ -159,7 +159,7 @@ def test_classical_real_lumbar_view_without_anchor_placed_by_its_transverse_proc
 def test_classical_real_chest_ct_with_thin_discs():
     """LIDC-IDRI-0001 (0.7x0.7x2.5 mm, C5-L3): discs show as bright smeared endplate bands,
     not dips; body centres are found from the endplate-edge profile and labels from the
-    ribs attached to each vertebra. Measured id.rate 0.944, Dice 0.708 (was 0.0 / 0.0; the
+    ribs attached to each vertebra. Measured id.rate 0.944, Dice 0.718 (was 0.0 / 0.0; the
     contrast-filled aorta against T6 is no longer flooded into the vertebra; 0.596 before
     each vertebra's pedicles and laminae were seeded in its own frame; 0.695 before the
     borders between bodies were placed at the discs on the input grid)."""
@@ -170,7 +170,7 @@ def test_classical_real_chest_ct_with_thin_discs():
     assert res.mask.same_grid(ct)
     m = evaluate_case(gt, res.mask, body_centroids(gt), res.centroids_ijk)
     assert m.id_rate >= 0.9
-    assert m.dice_mean >= 0.70
+    assert m.dice_mean >= 0.71
     # facet joints on real CT: coronal from T5 to T12, sagittal below (measured 0.01-0.29
     # and 0.67-0.83); above T5 the disc planes tilt through the 2.5 mm slices: not measured
     joints = {name_of(v): f.facet_sagittal for v, f in zip(eng.last_debug["values"], eng.last_debug["features"])}
