@@ -117,7 +117,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -127,110 +127,80 @@ from .base import Engine, Proposal, RefineRequest, bone_window, clip_box, label_
 METHODS = ("geodesic", "random_walker")
 
 
-class ClassicalEngine(Engine):
+@dataclass(eq=False)
+class ClassicalOptions:
+    """The geodesic engine's parameters, each said once: what they do is in the module
+    docstring; every default was kept by measurement (BENCHMARKS.md). Values are coerced
+    to the declared type (a JSON option string "1.5" or an int becomes a float)."""
+
+    work_spacing_mm: float = 1.5
+    max_work_voxels: int = 160_000
+    margin_mm: float = 12.0
+    reach_mm: float = 45.0
+    delta: float = 60.0
+    beta: float = 6.0
+    alpha: float = 15.0
+    soft_hu: float = 120.0
+    bright_hu: float = 300.0
+    gamma_outside: float = 4.0
+    outline_margin_mm: float = 6.0
+    snap_hu: float = 180.0
+    calibrate_boundary: bool = True
+    click_radius_mm: float = 1.5
+    rw_beta: float = 90.0
+    rw_gamma: float = 2e-3
+    neg_depth_factor: float = 8.0
+    neg_min_reach_mm: float = 4.0
+    leak_slab_mm: float = 4.0
+    leak_depth_mm: float = 6.0
+    neg_outside_sweep: bool = True
+    min_growth_mm3: float = 1500.0
+    low_tolerance_hu: float = 60.0
+    patch_radius_mm: float = 8.0
+    patch_rim_mm: float = 3.0
+    fill_enclosed: bool = False
+    neg_core_frac: float = 0.6
+    neg_core_yield_mm: float = 10.0
+    later_positive_wins: bool = True
+    open_image_edge: bool = True
+    layer_clicks: bool = True
+    layer_ratio: float = 1.8
+    layer_radius_mm: float = 8.0
+    layer_hole_mm2: float = 30.0
+    drop_debris: bool = True
+    debris_frac: float = 0.15
+    low_wall: float = 40.0
+    low_wall_hu: float = 180.0
+    low_wall_max_spacing_mm: float = 1.25
+    enclosed_marrow_mm: float = 20.0
+    low_wall_cap: float = 2.5
+    denoise_noise_hu: float = 30.0
+    denoise_sigma_mm: float = 0.7
+    bright_completion: bool = True
+    bright_completion_max_spacing_mm: float = 2.0
+
+    def __post_init__(self):
+        for f in fields(self):
+            setattr(self, f.name, _OPTION_TYPES[f.type](getattr(self, f.name)))
+
+
+_OPTION_TYPES = {"float": float, "int": int, "bool": bool}
+
+
+class ClassicalEngine(ClassicalOptions, Engine):
     """Weight-free seeded 3D segmentation around one vertebra (see module docstring)."""
 
     name = "classical"
 
-    def __init__(
-        self,
-        method: str = "geodesic",
-        work_spacing_mm: float = 1.5,
-        max_work_voxels: int = 160_000,
-        margin_mm: float = 12.0,
-        reach_mm: float = 45.0,
-        delta: float = 60.0,
-        beta: float = 6.0,
-        alpha: float = 15.0,
-        soft_hu: float = 120.0,
-        bright_hu: float = 300.0,
-        gamma_outside: float = 4.0,
-        outline_margin_mm: float = 6.0,
-        snap_hu: float = 180.0,
-        calibrate_boundary: bool = True,
-        click_radius_mm: float = 1.5,
-        rw_beta: float = 90.0,
-        rw_gamma: float = 2e-3,
-        neg_depth_factor: float = 8.0,
-        neg_min_reach_mm: float = 4.0,
-        leak_slab_mm: float = 4.0,
-        leak_depth_mm: float = 6.0,
-        neg_outside_sweep: bool = True,
-        min_growth_mm3: float = 1500.0,
-        low_tolerance_hu: float = 60.0,
-        patch_radius_mm: float = 8.0,
-        patch_rim_mm: float = 3.0,
-        fill_enclosed: bool = False,
-        neg_core_frac: float = 0.6,
-        neg_core_yield_mm: float = 10.0,
-        later_positive_wins: bool = True,
-        open_image_edge: bool = True,
-        layer_clicks: bool = True,
-        layer_ratio: float = 1.8,
-        layer_radius_mm: float = 8.0,
-        layer_hole_mm2: float = 30.0,
-        drop_debris: bool = True,
-        debris_frac: float = 0.15,
-        low_wall: float = 40.0,
-        low_wall_hu: float = 180.0,
-        low_wall_max_spacing_mm: float = 1.25,
-        enclosed_marrow_mm: float = 20.0,
-        low_wall_cap: float = 2.5,
-        denoise_noise_hu: float = 30.0,
-        denoise_sigma_mm: float = 0.7,
-        bright_completion: bool = True,
-        bright_completion_max_spacing_mm: float = 2.0,
-    ):
+    def __init__(self, method: str = "geodesic", **options):
+        """``method``: "geodesic" or "random_walker"; ``options``: any field of
+        :class:`ClassicalOptions` (an unknown name raises TypeError)."""
         if method not in METHODS:
             from ..errors import SpineLabelInputError
 
             raise SpineLabelInputError(None, f"unknown classical method {method!r}; choose one of {', '.join(METHODS)}")
         self.method = method
-        self.work_spacing_mm = float(work_spacing_mm)
-        self.max_work_voxels = int(max_work_voxels)
-        self.margin_mm = float(margin_mm)
-        self.reach_mm = float(reach_mm)
-        self.delta = float(delta)
-        self.beta = float(beta)
-        self.alpha = float(alpha)
-        self.soft_hu = float(soft_hu)
-        self.bright_hu = float(bright_hu)
-        self.gamma_outside = float(gamma_outside)
-        self.outline_margin_mm = float(outline_margin_mm)
-        self.snap_hu = float(snap_hu)
-        self.calibrate_boundary = bool(calibrate_boundary)
-        self.click_radius_mm = float(click_radius_mm)
-        self.rw_beta = float(rw_beta)
-        self.rw_gamma = float(rw_gamma)
-        self.neg_depth_factor = float(neg_depth_factor)
-        self.neg_min_reach_mm = float(neg_min_reach_mm)
-        self.leak_slab_mm = float(leak_slab_mm)
-        self.leak_depth_mm = float(leak_depth_mm)
-        self.neg_outside_sweep = bool(neg_outside_sweep)
-        self.min_growth_mm3 = float(min_growth_mm3)
-        self.low_tolerance_hu = float(low_tolerance_hu)
-        self.patch_radius_mm = float(patch_radius_mm)
-        self.patch_rim_mm = float(patch_rim_mm)
-        self.fill_enclosed = bool(fill_enclosed)
-        self.neg_core_frac = float(neg_core_frac)
-        self.neg_core_yield_mm = float(neg_core_yield_mm)
-        self.later_positive_wins = bool(later_positive_wins)
-        self.open_image_edge = bool(open_image_edge)
-        self.layer_clicks = bool(layer_clicks)
-        self.layer_ratio = float(layer_ratio)
-        self.layer_radius_mm = float(layer_radius_mm)
-        self.layer_hole_mm2 = float(layer_hole_mm2)
-        self.drop_debris = bool(drop_debris)
-        self.debris_frac = float(debris_frac)
-        self.low_wall = float(low_wall)
-        self.low_wall_hu = float(low_wall_hu)
-        self.low_wall_max_spacing_mm = float(low_wall_max_spacing_mm)
-        self.enclosed_marrow_mm = float(enclosed_marrow_mm)
-        self.low_wall_cap = float(low_wall_cap)
-        self.denoise_noise_hu = float(denoise_noise_hu)
-        self.denoise_sigma_mm = float(denoise_sigma_mm)
-        self.bright_completion = bool(bright_completion)
-        self.bright_completion_max_spacing_mm = float(bright_completion_max_spacing_mm)
+        ClassicalOptions.__init__(self, **options)
         self._cache: dict = {}
 
     # ------------------------------------------------------------------------------
