@@ -49,7 +49,13 @@ def chest_phantom():
     return make_phantom(next(s for s in phantom_suite() if s.name == "chest-0.7x2.5-LAS"))
 
 
-def test_misplaced_border_goes_back_to_the_disc_on_thick_slices(chest_phantom):
+@pytest.mark.parametrize("analysis_mm", [0.7, 1.5], ids=["every voxel", "every 2nd voxel in-plane"])
+def test_misplaced_border_goes_back_to_the_disc_on_thick_slices(chest_phantom, monkeypatch, analysis_mm):
+    """Also with the analysis on every second voxel in-plane (as on a huge, very fine
+    input): the relabelling still reaches every voxel."""
+    from SpineLabelLib.auto.classical import disc_planes
+
+    monkeypatch.setattr(disc_planes, "ANALYSIS_MM", analysis_mm)
     ph = chest_phantom
     ref = ph.mask.array
     # the LAS grid's k axis runs +S: the "top" of a body is its highest k
@@ -121,3 +127,21 @@ def _box(arr, values):
     (box,) = boxes
     # a margin of 10 voxels in-plane and 3 slices, clipped to the grid
     return tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(box, (10, 10, 3), arr.shape))
+
+
+def test_analysis_grid_keeps_the_world():
+    """The strided analysis grid of a huge, fine input: no finer than ANALYSIS_MM, and its
+    voxel (i, j, k) is the full grid's voxel (i, j, k) * strides + the box's start."""
+    from SpineLabelLib.auto.classical.disc_planes import ANALYSIS_MM, _analysis_grid
+    from SpineLabelLib.image import Image
+
+    affine = np.array([[-0.352, 0, 0, 10.0], [0, 0.352, 0, -20.0], [0, 0, 0.166, 30.0], [0, 0, 0, 1]])
+    ct = Image(np.zeros((40, 40, 60), np.int16), affine, "fine")
+    box = (slice(3, 30), slice(5, 25), slice(7, 50))
+    strided, an_affine, strides = _analysis_grid(ct, box)
+    assert strides.tolist() == [1, 1, 4]  # 0.352 mm: two would be 0.704 mm
+    assert np.all(np.asarray(ct.spacing) * strides <= ANALYSIS_MM + 1e-9)
+    ijk = np.array([4, 3, 5])
+    full = ijk * strides + np.array([3, 5, 7])
+    assert np.allclose(an_affine @ np.r_[ijk, 1], affine @ np.r_[full, 1])
+    assert ct.array[strided].shape == (27, 20, 11)
