@@ -161,7 +161,9 @@ def _label_above(value: int) -> int | None:
 
 class ClassicalEngine(Engine):
     """Weight-free engine. Options: ``spacing`` (working voxel size in mm, default 1.5),
-    ``max_work_voxels`` (the working grid is coarsened beyond this, default 24 M)."""
+    ``max_work_voxels`` (the working grid is coarsened beyond this, default 24 M),
+    ``disc_planes`` (re-place the borders between bodies at their discs on the input grid,
+    default on; off reproduces the working grid's borders, for comparison)."""
 
     name = "classical"
 

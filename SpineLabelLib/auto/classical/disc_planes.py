@@ -102,9 +102,12 @@ def place_disc_borders(labels: np.ndarray, ct: Image, without_body=()) -> list[t
     present = [v for v in range(1, len(boxes) + 1) if boxes[v - 1] is not None and v not in without_body]
     done = []
     for a, b in consecutive_pairs(present):
-        moved = _place_pair(labels, ct, a, b, boxes[a - 1], boxes[b - 1])
+        box = tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(boxes[a - 1], boxes[b - 1]))
+        moved = _place_pair(labels, ct, a, b, box)
         if moved is not None:
             done.append((a, b, moved))
+            # a voxel may change hands anywhere in the pair's box: both now lie within it
+            boxes[a - 1] = boxes[b - 1] = box
     return done
 
 
@@ -199,12 +202,12 @@ def _best_plane(score: np.ndarray, p1: np.ndarray, p2: np.ndarray, length: float
     return best_over([(a, b) for a, b in fine if max(abs(a), abs(b)) <= MAX_SLOPE + 1e-9])[1]
 
 
-def _place_pair(labels: np.ndarray, ct: Image, a: int, b: int, box_a, box_b) -> int | None:
-    """Place the disc between ``a`` (cranial) and ``b`` (caudal); the number of voxels
-    relabelled, or None when no disc could be placed."""
+def _place_pair(labels: np.ndarray, ct: Image, a: int, b: int, box) -> int | None:
+    """Place the disc between ``a`` (cranial) and ``b`` (caudal), both within ``box``
+    (index slices on ``labels``); the number of voxels relabelled, or None when no disc
+    could be placed."""
     from ...verse.body import body_voxels
 
-    box = tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(box_a, box_b))
     sub = labels[box]
     affine = ct.affine.copy()
     affine[:3, 3] = apply_affine(ct.affine, [s.start for s in box])
