@@ -130,8 +130,9 @@ METHODS = ("geodesic", "random_walker")
 @dataclass(eq=False)
 class ClassicalOptions:
     """The geodesic engine's parameters, each said once: what they do is in the module
-    docstring; every default was kept by measurement (BENCHMARKS.md). Values are coerced
-    to the declared type (a JSON option string "1.5" or an int becomes a float)."""
+    docstring; every default was kept by measurement (BENCHMARKS.md). Values are converted
+    to the declared type, as the hand-written copies did (an int given for a float becomes
+    a float)."""
 
     work_spacing_mm: float = 1.5
     max_work_voxels: int = 160_000
