@@ -102,13 +102,23 @@ def place_disc_borders(labels: np.ndarray, ct: Image, without_body=()) -> list[t
     present = [v for v in range(1, len(boxes) + 1) if boxes[v - 1] is not None and v not in without_body]
     done = []
     for a, b in consecutive_pairs(present):
-        box = tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(boxes[a - 1], boxes[b - 1]))
+        box = _union_box([boxes[a - 1], boxes[b - 1]])
         moved = _place_pair(labels, ct, a, b, box)
         if moved is not None:
             done.append((a, b, moved))
             # a voxel may change hands anywhere in the pair's box: both now lie within it
             boxes[a - 1] = boxes[b - 1] = box
     return done
+
+
+def _union_box(boxes, pad: int = 0, shape=None) -> tuple[slice, slice, slice]:
+    """The smallest index box (i, j, k) holding all ``boxes``, ``pad`` voxels wider,
+    clipped to ``shape`` when given."""
+    lo = [max(0, min(b[ax].start for b in boxes) - pad) for ax in range(3)]
+    hi = [max(b[ax].stop for b in boxes) + pad for ax in range(3)]
+    if shape is not None:
+        hi = [min(h, n) for h, n in zip(hi, shape)]
+    return tuple(slice(a, b) for a, b in zip(lo, hi))
 
 
 #: The bodies and the CT are analysed on every n-th voxel along an axis where that keeps
@@ -144,8 +154,7 @@ def body_centres(labels: np.ndarray, ct: Image, values) -> dict[int, np.ndarray]
             continue
         group = [v] + [n for n in neighbours(v, present=present) if n is not None]
         # one voxel wider: a neighbour touching the box's face would count as cut by the view
-        box = tuple(slice(max(0, min(boxes[g - 1][ax].start for g in group) - 1),
-                          min(labels.shape[ax], max(boxes[g - 1][ax].stop for g in group) + 1)) for ax in range(3))
+        box = _union_box([boxes[g - 1] for g in group], pad=1, shape=labels.shape)
         strided, affine, strides = _analysis_grid(ct, box)
         sub = labels[strided]
         crop = Image(np.where(np.isin(sub, group), sub, 0).astype(np.uint8), affine, "vertebra and neighbours")
