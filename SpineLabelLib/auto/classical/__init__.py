@@ -54,7 +54,7 @@ import numpy as np
 from ...image import Image, check_ct_intensities
 from ...labels import SACRUM, name_of
 from ..base import Engine, EngineResult, empty_result
-from . import anchors, disc_planes, discs, facets, grid, labelling, separate, spine
+from . import anchors, disc_planes, discs, edge_slivers, facets, grid, labelling, separate, spine
 
 #: Thinner than this along any world axis, an image cannot show a vertebra with its discs.
 MIN_EXTENT_MM = 30.0
@@ -319,8 +319,15 @@ class ClassicalEngine(Engine):
         refine_boundary(out, ct.array)
         if self.disc_planes:
             placed = disc_planes.place_disc_borders(out, ct, without_body=[above] if above is not None else [])
+            moved = {v for p in placed if p.moved for v in (p.cranial, p.caudal)}
+            for end, sliver, _ in edge_slivers.label_edge_slivers(out, ct, placed):
+                moved |= {end, sliver}
+                confidence[sliver] = ABOVE_CONFIDENCE * confidence[end]
+                reasons[sliver] = [f"a sliver of its body beyond the disc next to {name_of(end)}, cut by the "
+                                   "field of view: labelled as the next level", "field of view cut"]
+                reasons[sliver] += [f"as {name_of(end)}: {r}" for r in reasons[end] if "a guess" in r]
             # the centroid is the centre of the body as the output mask now has it
-            centroids.update(disc_planes.body_centres(out, ct, {v for a, b, n in placed if n for v in (a, b)}))
+            centroids.update(disc_planes.body_centres(out, ct, moved))
         mask = ct.with_array(out)
         mask.source = "classical engine mask"
         if sacrum_extended and SACRUM in centroids:

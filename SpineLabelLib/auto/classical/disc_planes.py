@@ -46,6 +46,8 @@ follows the dark disc and the plane moves next to nothing. See BENCHMARKS.md.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import ndimage
 
@@ -93,19 +95,30 @@ def consecutive_pairs(values) -> list[tuple[int, int]]:
             if neighbours(a)[1] == b or neighbours(b)[0] == a]
 
 
-def place_disc_borders(labels: np.ndarray, ct: Image, without_body=()) -> list[tuple[int, int, int]]:
+class PlacedDisc(NamedTuple):
+    """A disc placed between ``cranial`` and ``caudal``: ``moved`` voxels relabelled; the
+    plane through ``point`` (world RAS mm) with the unit ``normal`` (world, pointing from
+    the cranial body to the caudal one)."""
+    cranial: int
+    caudal: int
+    moved: int
+    point: np.ndarray
+    normal: np.ndarray
+
+
+def place_disc_borders(labels: np.ndarray, ct: Image, without_body=()) -> list[PlacedDisc]:
     """Re-place the border between each pair of consecutive vertebral bodies at their
     disc, in place. ``labels`` is a VerSe label map on ``ct``'s grid (axes (i, j, k) of
     the input); ``without_body``: labels whose body is out of view (posterior elements
-    only), left out. Returns (cranial, caudal, voxels relabelled) for each pair placed."""
+    only), left out. Returns the pairs placed, head to feet."""
     boxes = ndimage.find_objects(labels)
     present = [v for v in range(1, len(boxes) + 1) if boxes[v - 1] is not None and v not in without_body]
     done = []
     for a, b in consecutive_pairs(present):
         box = _union_box([boxes[a - 1], boxes[b - 1]])
-        moved = _place_pair(labels, ct, a, b, box)
-        if moved is not None:
-            done.append((a, b, moved))
+        placed = _place_pair(labels, ct, a, b, box)
+        if placed is not None:
+            done.append(placed)
             # a voxel may change hands anywhere in the pair's box: both now lie within it
             boxes[a - 1] = boxes[b - 1] = box
     return done
@@ -211,10 +224,9 @@ def _best_plane(score: np.ndarray, p1: np.ndarray, p2: np.ndarray, length: float
     return best_over([(a, b) for a, b in fine if max(abs(a), abs(b)) <= MAX_SLOPE + 1e-9])[1]
 
 
-def _place_pair(labels: np.ndarray, ct: Image, a: int, b: int, box) -> int | None:
+def _place_pair(labels: np.ndarray, ct: Image, a: int, b: int, box) -> PlacedDisc | None:
     """Place the disc between ``a`` (cranial) and ``b`` (caudal), both within ``box``
-    (index slices on ``labels``); the number of voxels relabelled, or None when no disc
-    could be placed."""
+    (index slices on ``labels``); None when no disc could be placed."""
     from ...verse.body import body_voxels
 
     sub = labels[box]
@@ -273,7 +285,9 @@ def _place_pair(labels: np.ndarray, ct: Image, a: int, b: int, box) -> int | Non
     new[(np.abs(above) < 0.5 * DISC_MIN_MM) & (hu_vox < DISC_MAX_HU)] = 0
     old = sub[vox[:, 0], vox[:, 1], vox[:, 2]]
     sub[vox[:, 0], vox[:, 1], vox[:, 2]] = new
-    return int((old != new).sum())
+    # the plane t = t0 + slope_1 q1 + slope_2 q2 in world terms
+    normal = u - slope_1 * e1 - slope_2 * e2
+    return PlacedDisc(a, b, int((old != new).sum()), centre_a + t0 * u, normal / np.linalg.norm(normal))
 
 
 __all__ = ["place_disc_borders", "consecutive_pairs", "body_centres"]
