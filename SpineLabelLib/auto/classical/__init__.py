@@ -39,6 +39,9 @@ Pipeline (each step in its own module):
    layer is corrected against the input's own HU (``postprocess.refine_boundary``); the
    border between consecutive bodies is re-placed at their disc on the input grid
    (:mod:`.disc_planes`: thick slices blur a disc that the working grid then misses);
+   a sliver of the next vertebra's body that the view cuts off beyond the end vertebra's
+   disc gets that vertebra's label, at half its neighbour's confidence
+   (:mod:`.edge_slivers`: the chain of disc planes extrapolated one pitch further);
    centroids are the vertebral-body centres (``verse.body.body_centroids``) mapped to
    input indices.
 
@@ -163,7 +166,8 @@ class ClassicalEngine(Engine):
     """Weight-free engine. Options: ``spacing`` (working voxel size in mm, default 1.5),
     ``max_work_voxels`` (the working grid is coarsened beyond this, default 24 M),
     ``disc_planes`` (re-place the borders between bodies at their discs on the input grid,
-    default on; off reproduces the working grid's borders, for comparison)."""
+    and label the next vertebra's sliver at the view's edge beyond the end discs; default
+    on; off reproduces the working grid's borders, for comparison)."""
 
     name = "classical"
 
