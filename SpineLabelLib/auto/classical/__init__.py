@@ -323,15 +323,15 @@ class ClassicalEngine(Engine):
         refine_boundary(out, ct.array)
         if self.disc_planes:
             placed = disc_planes.place_disc_borders(out, ct, without_body=[above] if above is not None else [])
-            moved = {v for p in placed if p.moved for v in (p.cranial, p.caudal)}
+            recentre = {v for p in placed if p.moved for v in (p.cranial, p.caudal)}
             for end, sliver, _ in edge_slivers.label_edge_slivers(out, ct, placed):
-                moved |= {end, sliver}
+                recentre |= {end, sliver}
                 confidence[sliver] = ABOVE_CONFIDENCE * confidence[end]
                 reasons[sliver] = [f"a sliver of its body beyond the disc next to {name_of(end)}, cut by the "
                                    "field of view: labelled as the next level", "field of view cut"]
                 reasons[sliver] += [f"as {name_of(end)}: {r}" for r in reasons[end] if "a guess" in r]
             # the centroid is the centre of the body as the output mask now has it
-            centroids.update(disc_planes.body_centres(out, ct, moved))
+            centroids.update(disc_planes.body_centres(out, ct, recentre))
         mask = ct.with_array(out)
         mask.source = "classical engine mask"
         if sacrum_extended and SACRUM in centroids:
