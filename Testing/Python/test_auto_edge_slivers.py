@@ -44,8 +44,7 @@ def test_phantom_sliver_at_the_top_edge(chest_phantom):
     u, lo = value_of("T4"), value_of("T5")
     ct, mask, ref = _top_cut(chest_phantom, "T4", "T5", into_upper=3)  # disc + T4's endplate region
     sliver = (body_masks(ct.with_array(ref)).array == u)
-    if not sliver.any():  # the disc alone in the 3 slices: the phantom's disc is thicker
-        pytest.fail("the cut holds no T4 body voxels: adjust the cut")
+    assert sliver.sum() > 100, "the cut holds (almost) no T4 body voxels: the phantom's disc is thicker"
     placed = place_disc_borders(mask, ct)
     done = label_edge_slivers(mask, ct, placed)
     assert [(e, s) for e, s, _ in done] == [(lo, u)]
@@ -75,3 +74,30 @@ def test_next_label_present_changes_nothing(chest_phantom):
     before = mask.copy()
     assert label_edge_slivers(mask, ct, placed) == []
     assert np.array_equal(mask, before)
+
+
+def test_rotation_turns_one_normal_onto_the_other():
+    """The extrapolation turns the last disc's normal as much again as the last two differ."""
+    from SpineLabelLib.auto.classical.edge_slivers import _rotation
+
+    a = np.array([0.0, 0.0, -1.0])
+    b = np.array([0.0, np.sin(0.2), -np.cos(0.2)])
+    r = _rotation(a, b)
+    assert np.allclose(r @ a, b)
+    assert np.allclose(r @ r.T, np.eye(3))
+    assert np.isclose(np.linalg.det(r), 1.0)
+    # continued: 0.4 rad from a, in the same plane
+    assert np.allclose(r @ b, [0.0, np.sin(0.4), -np.cos(0.4)])
+    assert np.allclose(_rotation(a, a), np.eye(3))
+
+
+def test_footprint_is_the_widened_projection():
+    from SpineLabelLib.auto.classical.disc_planes import WIDEN_MM
+    from SpineLabelLib.auto.classical.edge_slivers import _footprint
+
+    q1, q2 = np.meshgrid(np.arange(-5.0, 5.01, 0.5), np.arange(-3.0, 3.01, 0.5))
+    inside = _footprint(q1.ravel(), q2.ravel())
+    assert inside(np.array([0.0, 4.9, -4.9]), np.array([0.0, 2.9, -2.9])).all()
+    # within the rim, not beyond it
+    assert inside(np.array([5.0 + 0.5 * WIDEN_MM]), np.array([0.0])).all()
+    assert not inside(np.array([5.0 + 3 * WIDEN_MM, 0.0]), np.array([0.0, 3.0 + 3 * WIDEN_MM])).any()
