@@ -20,14 +20,14 @@ voxels within half the thinnest disc on the near side are disc too, as between t
 in view. The posterior elements are not touched (the next vertebra's arch lies further
 out).
 
-Measured (BENCHMARKS.md): lidc0001 C5 0 -> 0.525, C6 0.702 -> 0.782; four phantoms gain
-their sliver's label. Fragile where the pitch changes at the end of the view: the
+Measured (BENCHMARKS.md): lidc0001 C5 0 -> 0.525, C6 0.702 -> 0.782; five phantoms gain
+their sliver's label (one of them the sacrum's, below L5). Fragile where the pitch changes at the end of the view: the
 extrapolated plane can lie several millimetres off, and then nothing is labelled.
 
 Guards: the sliver must reach the image's face (a plane that falls inside a whole end
 vertebra cuts nothing off there) and hold at least ``SLIVER_MIN_MM3`` of bone; the next
-label must be a vertebra with a body (not C1, not the sacrum, whose S1 is cut from the
-fused bone) that is not in the mask already.
+label must have a body (not C1; the sacrum's S1 below L5 counts) and not be in the mask
+already.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from ...image import Image, apply_affine
-from ...labels import SACRUM, neighbours
+from ...labels import neighbours
 from .disc_planes import C1, DISC_MAX_HU, DISC_MIN_MM, PITCH_MM, WIDEN_MM, PlacedDisc, _analysis_grid, _frame, _union_box
 
 #: A sliver with less bone than this (mm³: a few voxels of a 2.5 mm slice) is not labelled.
@@ -58,7 +58,7 @@ def label_edge_slivers(labels: np.ndarray, ct: Image, placed: list[PlacedDisc]) 
             continue
         end = near.cranial if head else near.caudal
         beyond = neighbours(end)[0 if head else 1]
-        if beyond is None or beyond in (C1, SACRUM) or beyond in present:
+        if beyond is None or beyond == C1 or beyond in present:
             continue
         # one pitch further, turned as much again: the last two discs' step continued
         point = near.point + (near.point - far.point)
