@@ -153,6 +153,16 @@ def _sacrum_centroid(mask: Image, ct: Image, work_mask: Image, lowest: list[int]
     return found[SACRUM] + lo if SACRUM in found else None
 
 
+def _label_from_neighbour(confidence: dict, reasons: dict, value: int, neighbour: str, neighbour_confidence: float,
+                          neighbour_reasons: list[str], why: str) -> None:
+    """Confidence and reasons, in place, of a vertebra cut by the field of view whose label
+    is its in-view neighbour's, one level on (posterior elements above the view's top body,
+    a body sliver beyond an end disc): half the neighbour's confidence; its label stands or
+    falls with the neighbour's, so the neighbour's guess reasons are repeated."""
+    confidence[value] = ABOVE_CONFIDENCE * neighbour_confidence
+    reasons[value] = [why, "field of view cut"] + [f"as {neighbour}: {r}" for r in neighbour_reasons if "a guess" in r]
+
+
 def _label_above(value: int) -> int | None:
     """The standard VerSe label one level above ``value`` (None above C1 or below the lumbar spine)."""
     from ...labels import neighbours
@@ -301,13 +311,10 @@ class ClassicalEngine(Engine):
             reasons[v] = result.reasons[i - 1]
         if above is not None:
             # only its posterior elements are in view: its level is its neighbour's, one up
-            confidence[above] = ABOVE_CONFIDENCE * result.confidence[0]
             top = name_of(result.values[0])
-            reasons[above] = [f"posterior elements only (laminae, spinous process) above {top}: "
-                              "its body lies outside the field of view; labelled as the level above",
-                              "field of view cut"]
-            # its label stands or falls with its neighbour's
-            reasons[above] += [f"as {top}: {r}" for r in result.reasons[0] if "a guess" in r]
+            _label_from_neighbour(confidence, reasons, above, top, result.confidence[0], result.reasons[0],
+                                  f"posterior elements only (laminae, spinous process) above {top}: its body "
+                                  "lies outside the field of view; labelled as the level above")
         from ..postprocess import mask_centroids
 
         cents_work = mask_centroids(work_mask, work.with_array(hu))
@@ -326,10 +333,9 @@ class ClassicalEngine(Engine):
             recentre = {v for p in placed if p.moved for v in (p.cranial, p.caudal)}
             for end, sliver, _ in edge_slivers.label_edge_slivers(out, ct, placed):
                 recentre |= {end, sliver}
-                confidence[sliver] = ABOVE_CONFIDENCE * confidence[end]
-                reasons[sliver] = [f"a sliver of its body beyond the disc next to {name_of(end)}, cut by the "
-                                   "field of view: labelled as the next level", "field of view cut"]
-                reasons[sliver] += [f"as {name_of(end)}: {r}" for r in reasons[end] if "a guess" in r]
+                _label_from_neighbour(confidence, reasons, sliver, name_of(end), confidence[end], reasons[end],
+                                      f"a sliver of its body beyond the disc next to {name_of(end)}, cut by "
+                                      "the field of view: labelled as the next level")
             # the centroid is the centre of the body as the output mask now has it
             centroids.update(disc_planes.body_centres(out, ct, recentre))
         mask = ct.with_array(out)

@@ -36,7 +36,7 @@ from scipy import ndimage
 
 from ...image import Image, apply_affine
 from ...labels import neighbours
-from .disc_planes import C1, DISC_MAX_HU, DISC_MIN_MM, PITCH_MM, WIDEN_MM, PlacedDisc, _analysis_grid, _frame, _union_box
+from .disc_planes import C1, DISC_MAX_HU, DISC_MIN_MM, PITCH_MM, WIDEN_MM, PlacedDisc, _analysis_grid, _frame, _union_box, box_affine
 
 #: A sliver with less bone than this (mm³: a few voxels of a 2.5 mm slice) is not labelled.
 SLIVER_MIN_MM3 = 50.0
@@ -124,9 +124,7 @@ def _relabel_beyond(labels, ct: Image, box, end: int, pair: tuple[int, int], bey
     sub = labels[box]
     vox = np.argwhere(sub == end)
     start = np.array([b.start for b in box])
-    affine = ct.affine.copy()
-    affine[:3, 3] = apply_affine(ct.affine, start)
-    rel = apply_affine(affine, vox) - point
+    rel = apply_affine(box_affine(ct, box), vox) - point
     keep = lattice(rel @ e1, rel @ e2)
     vox, rel = vox[keep], rel[keep]
     out = rel @ outward  # mm beyond the plane
