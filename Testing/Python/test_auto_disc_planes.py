@@ -84,6 +84,39 @@ def test_right_borders_stay(chest_phantom):
     assert changed < 0.01 * (ph.mask.array > 0).sum(), changed
 
 
+def _interior(mask: np.ndarray) -> np.ndarray:
+    """Voxels of ``mask`` whose six face neighbours are all in it."""
+    from scipy import ndimage
+
+    return ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1))
+
+
+def test_gap_inside_a_body_is_filled_and_nothing_else(chest_phantom):
+    """A slab of a body's marrow left unlabelled 5 mm from its disc (as a working-grid disc
+    cut placed inside the body leaves it) gets the body's label back; the disc, the soft
+    tissue beside the bodies and the bone surface stay as they were."""
+    ph = chest_phantom
+    ref = ph.mask.array
+    bodies = body_masks(ph.mask).array
+    a, b = value_of("T6"), value_of("T7")
+    ks = np.nonzero((bodies == b).any(axis=(0, 1)))[0]
+    slab = np.zeros(ref.shape, bool)
+    slab[:, :, ks.max() - 3:ks.max() - 1] = True  # two 2.5 mm slices, 2.5-7.5 mm below T7's top
+    gap = slab & (bodies == b)
+    assert gap.sum() > 500
+    bad = ref.copy()
+    bad[gap] = 0
+    placed = place_disc_borders(bad, ph.ct)
+    assert (a, b) in [(p.cranial, p.caudal) for p in placed]
+    inner = gap & _interior(bodies == b)
+    assert (bad[inner] == b).mean() > 0.9, (bad[inner] == b).mean()
+    added = (bad != 0) & (ref == 0)
+    assert added.sum() < 0.01 * gap.sum(), added.sum()
+    # the gap's rim (touching the soft tissue around the body) is refine_boundary's: not filled
+    rim = gap & ~_interior(ref == b)
+    assert (bad[rim] == 0).mean() > 0.5
+
+
 def test_real_ct_border_two_slices_low_goes_back():
     """lidc0001 (0.7 x 0.7 x 2.5 mm): its discs are one bright band of two endplates, not
     a dark gap. The reference's T8/T9 border moved two slices (5 mm) down, as the working
