@@ -55,6 +55,36 @@ def test_marrow_of_a_bone_cut_by_the_field_of_view_is_filled():
     assert not lab[:, :, :8].any(), "nothing added outside the bone"
 
 
+def test_fatty_marrow_is_filled_but_not_speckles_in_the_soft_tissue_between_bones():
+    """Two closed bone shells 9 mm apart (like the sacrum's lateral masses) with fatty
+    marrow (-30 HU) inside, fat (-100 HU) around and between them, and isolated -30 HU
+    voxels (noise) in the fat between them, which the sacrum's wide closing reaches: with
+    ``fatty_min_hu`` the marrow is filled and the speckles are not; without it neither."""
+    ii, jj = np.meshgrid(np.arange(50), np.arange(30), indexing="ij")
+    hu = np.full((50, 30, 20), -100.0, dtype=np.float32)
+    lab = np.zeros(hu.shape, dtype=np.uint8)
+    marrow = np.zeros(hu.shape, dtype=bool)
+    for cx in (12, 34):
+        r = np.hypot(ii - cx, jj - 15)
+        for k in range(3, 17):
+            shell = (r < 8) if k in (3, 16) else (r >= 7) & (r < 8)
+            hu[:, :, k][shell] = 800.0
+            lab[:, :, k][shell] = 1
+            if k not in (3, 16):
+                hu[:, :, k][r < 7] = -30.0
+                marrow[:, :, k] |= r < 7
+    speckles = np.zeros(hu.shape, dtype=bool)
+    speckles[21:26:3, 13:18:3, 6:14:3] = True  # in the gap between the shells (x 20-25)
+    hu[speckles] = -30.0
+    plain = lab.copy()
+    fill_marrow(plain, hu, [1], s=1.5, radius_mm=10.5)
+    assert not plain[marrow].any() and not plain[speckles].any()
+    fill_marrow(lab, hu, [1], s=1.5, radius_mm=10.5, fatty_min_hu=-50.0)
+    assert (lab[marrow] == 1).mean() > 0.95
+    assert not lab[speckles].any()
+    assert not lab[hu == -100.0].any()
+
+
 def test_body_marrow_hole_in_an_axial_slice_is_filled_but_not_the_canal_or_a_dark_pocket():
     """A body slice whose cortex ring is intact but whose marrow was cleared (a disc slab
     placed into the body) gets its marrow back; the spinal canal behind the body's front

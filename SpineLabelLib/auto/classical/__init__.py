@@ -96,6 +96,12 @@ SACRUM_BAND_MM = (50.0, 60.0)
 
 #: Closing radius (mm) that bridges the sacrum's thin cortex over its wide marrow spaces.
 SACRUM_CLOSE_MM = 10.5
+#: The adult sacrum's marrow is mostly yellow (fatty): its alae and lateral masses can read
+#: below water. Enclosed marrow spaces count down to this HU (smoothed), in coherent pieces
+#: (``separate.FATTY_OPEN_MM``), so fat itself (foramina, around the nerve roots) and noise
+#: speckles in the soft tissue stay out. totalseg_example (3 mm): sacrum Dice 0.644 -> 0.705;
+#: without the opening 0.727, but the noisy phantom's sacrum (80 HU noise) 0.807 -> 0.760.
+SACRAL_FATTY_MARROW_HU = -50.0
 
 
 def _extend_sacrum(lab, k, hu, curves, s):
@@ -286,7 +292,8 @@ class ClassicalEngine(Engine):
         if sacrum_extended:
             _extend_sacrum(lab, len(segs), hu, curves, s)
             # the sacrum's marrow spaces (alae, lateral masses) are wider than a vertebra's
-            separate.fill_marrow(lab, hu, [len(segs)], s, radius_mm=SACRUM_CLOSE_MM)
+            separate.fill_marrow(lab, hu, [len(segs)], s, radius_mm=SACRUM_CLOSE_MM,
+                                fatty_min_hu=SACRAL_FATTY_MARROW_HU)
         separate.fill_marrow(lab, hu, range(1, len(segs) + 1), s)
         separate.fill_body_holes(lab, hu, curves, range(1, len(segs) + 1), s)
         del bone, filled

@@ -389,13 +389,18 @@ def _body_zone(shape, profile: Profile, s: float) -> np.ndarray:
 MARROW_CLOSE_MM = 4.5
 #: Voxels denser than this (HU, smoothed) inside the closed outline are marrow, not fat or CSF.
 MARROW_MIN_HU = 20.0
+#: Fatty marrow below MARROW_MIN_HU (see ``fatty_min_hu``) counts only in pieces that an
+#: opening by a ball of this radius (mm) keeps: a coherent marrow space, not noise speckles
+#: in the soft tissue that the closing reaches.
+FATTY_OPEN_MM = 1.5
 
 
 def fill_marrow(lab: np.ndarray, hu: np.ndarray, labels, s: float, radius_mm: float = MARROW_CLOSE_MM,
-                min_hu: float = MARROW_MIN_HU) -> None:
+                min_hu: float = MARROW_MIN_HU, fatty_min_hu: float | None = None) -> None:
     """Add each label's enclosed marrow: unlabelled voxels inside the label's morphological
     closing (ball of ``radius_mm``), cavities of the closed label filled, that are denser
-    than fat, in place.
+    than fat, in place. With ``fatty_min_hu``, darker voxels down to it count too where they
+    form pieces of at least the FATTY_OPEN_MM opening (fatty marrow spaces).
 
     Why: fatty or osteoporotic marrow (and the lower sacrum's) is below the bone threshold,
     and where the cortex ring is open in the axial plane (basivertebral foramen, bones cut
@@ -418,8 +423,13 @@ def fill_marrow(lab: np.ndarray, hu: np.ndarray, labels, s: float, radius_mm: fl
                     idx = [slice(None)] * 3
                     idx[ax] = face
                     closed[tuple(idx)] = True
-        closed = ndimage.binary_fill_holes(closed)[r:-r, r:-r, r:-r]
-        sub[closed & (sub == 0) & (hu[box] > min_hu)] = v
+        closed = ndimage.binary_fill_holes(closed)[r:-r, r:-r, r:-r] & (sub == 0)
+        h = hu[box]
+        if fatty_min_hu is not None:
+            fatty = closed & (h > fatty_min_hu) & (h <= min_hu)
+            fatty = ndimage.binary_opening(fatty, structure=_ball(max(1, int(round(FATTY_OPEN_MM / s)))))
+            sub[fatty] = v
+        sub[closed & (h > min_hu)] = v
 
 
 #: A hole in a body's axial slice is marrow (not a disc's nucleus, fat or CSF) when its
