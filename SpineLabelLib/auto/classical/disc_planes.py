@@ -111,7 +111,7 @@ def consecutive_pairs(values) -> list[tuple[int, int]]:
 
 
 class PlacedDisc(NamedTuple):
-    """A disc placed between ``cranial`` and ``caudal``: ``moved`` voxels relabelled; the
+    """A disc placed between ``cranial`` and ``caudal``: ``moved`` voxels relabelled or filled; the
     plane through ``point`` (world RAS mm) with the unit ``normal`` (world, pointing from
     the cranial body to the caudal one)."""
     cranial: int
@@ -393,10 +393,10 @@ def _place_pair(labels: np.ndarray, ct: Image, a: int, b: int, box) -> PlacedDis
     # the labels along the columns now (an_sub is a view of labels), then the gaps
     along_labels = ndimage.map_coordinates(an_sub, ijk, order=0, mode="constant", cval=0).reshape(gt.shape)
     t_plane = t0 + slope_1 * across[:, None] + slope_2 * across[None, :]
-    _fill_body_gaps(sub, ct.array[box], frame, wide, _body_spans(along_labels, t_plane, a, b), a, b)
+    filled = _fill_body_gaps(sub, ct.array[box], frame, wide, _body_spans(along_labels, t_plane, a, b), a, b)
     # the plane t = t0 + slope_1 q1 + slope_2 q2 in world terms
     normal = u - slope_1 * e1 - slope_2 * e2
-    return PlacedDisc(a, b, int((old != new).sum()), centre_a + t0 * u, normal / np.linalg.norm(normal))
+    return PlacedDisc(a, b, int((old != new).sum()) + filled, centre_a + t0 * u, normal / np.linalg.norm(normal))
 
 
 __all__ = ["place_disc_borders", "consecutive_pairs", "body_centres"]
