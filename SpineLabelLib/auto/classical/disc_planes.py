@@ -300,14 +300,18 @@ def _body_spans(along_labels: np.ndarray, t_plane: np.ndarray, a: int, b: int) -
 
 
 def _fill_body_gaps(sub: np.ndarray, hu_box: np.ndarray, frame: _PairFrame, wide: np.ndarray, spans, a: int,
-                    b: int) -> int:
+                    b: int, bodies_box) -> int:
     """Give the unlabelled voxels inside the two bodies their body's label, in place (step 6
     of the module docstring); returns how many. ``sub``, ``hu_box``: the pair's box of the
     labels and the CT (input axes (i, j, k)); ``wide``: the (widened) body columns;
-    ``spans``: :func:`_body_spans`."""
+    ``spans``: :func:`_body_spans`; ``bodies_box``: index slices of ``sub`` holding the
+    bodies' voxels in those columns and one voxel more (a gap lies between them; only this
+    box is searched, which on a huge fine input is a fraction of the pair's box)."""
     flat_wide = wide.ravel()
     near = {v: spans[v][0].ravel() for v in (a, b)}
     far = {v: spans[v][1].ravel() for v in (a, b)}
+    offset = np.array([sl.start for sl in bodies_box])
+    sub, hu_box = sub[bodies_box], hu_box[bodies_box]
     fill = np.zeros(sub.shape, np.uint8)
     step = max(1, GAP_CHUNK_VOXELS // max(1, sub.shape[0] * sub.shape[1]))
     for k0 in range(0, sub.shape[2], step):
@@ -317,7 +321,7 @@ def _fill_body_gaps(sub: np.ndarray, hu_box: np.ndarray, frame: _PairFrame, wide
         if not len(vox):
             continue
         vox[:, 2] += k0
-        t, above, column = frame.locate(vox)
+        t, above, column = frame.locate(vox + offset)
         ok = (column >= 0) & (t >= 0) & (t <= frame.length)
         vox, above, column = vox[ok], above[ok], column[ok]
         ok = flat_wide[column]
@@ -393,7 +397,12 @@ def _place_pair(labels: np.ndarray, ct: Image, a: int, b: int, box) -> PlacedDis
     # the labels along the columns now (an_sub is a view of labels), then the gaps
     along_labels = ndimage.map_coordinates(an_sub, ijk, order=0, mode="constant", cval=0).reshape(gt.shape)
     t_plane = t0 + slope_1 * across[:, None] + slope_2 * across[None, :]
-    filled = _fill_body_gaps(sub, ct.array[box], frame, wide, _body_spans(along_labels, t_plane, a, b), a, b)
+    filled = 0
+    if len(vox):
+        bodies_box = tuple(slice(int(max(lo - 1, 0)), int(min(hi + 2, n)))
+                           for lo, hi, n in zip(vox.min(axis=0), vox.max(axis=0), sub.shape))
+        filled = _fill_body_gaps(sub, ct.array[box], frame, wide, _body_spans(along_labels, t_plane, a, b), a, b,
+                                 bodies_box)
     # the plane t = t0 + slope_1 q1 + slope_2 q2 in world terms
     normal = u - slope_1 * e1 - slope_2 * e2
     return PlacedDisc(a, b, int((old != new).sum()) + filled, centre_a + t0 * u, normal / np.linalg.norm(normal))
