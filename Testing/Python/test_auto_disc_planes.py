@@ -1,6 +1,7 @@
 """The border between consecutive vertebral bodies re-placed at their disc on the input
 grid (auto/classical/disc_planes.py): a misplaced border goes back to the disc, on a
-thick-slice phantom and on real CT (lidc0001's reference), and a right one stays."""
+thick-slice phantom and on real CT (lidc0001's reference), a right one stays, and a slab of
+marrow left empty inside a body is filled without touching the disc or the bone surface."""
 from __future__ import annotations
 
 import numpy as np

@@ -97,7 +97,7 @@ MIN_COLUMNS = 20
 BODY_RUN_MM = 2.0
 #: A gap voxel darker than this (HU) is fat or air, not marrow: never filled.
 GAP_MIN_HU = -100.0
-#: The gap fill handles the pair's box in chunks of this many voxels (bounded memory on huge inputs).
+#: The gap fill searches the bodies' box in chunks of this many voxels (bounded memory on huge inputs).
 GAP_CHUNK_VOXELS = 4_000_000
 
 
