@@ -1,6 +1,7 @@
 """The weight-free engine at the edge of the field of view: the working grid keeps the
-input's last half voxel, a bone cut by the field of view keeps its marrow, and the body
-chain is extended over a top vertebra whose upper endplate shows no edge."""
+input's last half voxel, a bone cut by the field of view keeps its marrow, the body
+chain is extended over a top vertebra whose upper endplate shows no edge, and the canal
+track is continued where a thin arch falls below the bone level."""
 from __future__ import annotations
 
 import numpy as np
@@ -172,3 +173,49 @@ def test_posterior_arch_above_the_top_vertebra_gets_its_own_marker():
     # a disc above the top body: its whole level is in view, nothing is "above"
     whole = [Segment(0, 28, True, True)] + segs[1:]
     assert not _above_marker(markers, bone, curves, prof, whole, s, value=5)
+
+
+def _canal_phantom(arch_hu_top: float):
+    """Working-grid HU (s = 1.5 mm, 60 x 60 x 50): soft tissue around a spinal canal (CSF,
+    radius 5 voxels) in a bone ring, a bright body in front of it. Slices 0-29: the ring
+    at 400 HU and the canal at y = 20; slices 30-49: the ring at ``arch_hu_top`` and the
+    canal (with its body) moving back 0.3 voxel per slice (a thin arch on thick slices near
+    the view's end, where the spine curves). Returns (hu, canal y per slice)."""
+    n, nz = 60, 50
+    ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    hu = np.full((n, n, nz), 40.0, dtype=np.float32)
+    ys = np.where(np.arange(nz) < 30, 20.0, 20.0 - 0.3 * (np.arange(nz) - 30))
+    for k in range(nz):
+        r = np.hypot(ii - 30, jj - ys[k])
+        hu[:, :, k][(r >= 5) & (r < 7)] = 400.0 if k < 30 else arch_hu_top
+        hu[:, :, k][r < 5] = 10.0
+        hu[:, :, k][(np.abs(ii - 30) <= 12) & (jj >= ys[k] + 7) & (jj <= ys[k] + 25)] = 300.0
+    return hu, ys
+
+
+def test_canal_track_is_continued_where_a_thin_arch_falls_below_the_bone_level():
+    """Where the arch around the canal is fainter than the bone level (150 HU: a thin arch
+    on thick slices), the track is continued with bone above CONTINUE_BONE_HU and follows
+    the canal as it moves; without that it would be extrapolated straight on (5.7 voxels
+    off at the top). Where no bone at all encloses the canal, it is still extrapolated."""
+    from SpineLabelLib.auto.classical import spine
+
+    s = 1.5
+    hu, ys = _canal_phantom(arch_hu_top=150.0)
+    curves = spine.track_canal(hu, hu > spine.BONE_HU, s)
+    assert curves.support[30:50].all()
+    assert np.abs(curves.canal[30:50, 1] - ys[30:50]).max() < 1.0
+    assert np.abs(curves.canal[30:50, 0] - 30).max() < 1.0
+    # no continuation: the same phantom tracked with the lower level switched off
+    low = spine.CONTINUE_BONE_HU
+    try:
+        spine.CONTINUE_BONE_HU = 1000.0
+        straight = spine.track_canal(hu, hu > spine.BONE_HU, s)
+    finally:
+        spine.CONTINUE_BONE_HU = low
+    assert not straight.support[40:50].any()
+    assert np.abs(straight.canal[49, 1] - ys[49]) > 4.0
+    # an arch darker than the continuation level: not continued, extrapolated as before
+    hu, ys = _canal_phantom(arch_hu_top=100.0)
+    dark = spine.track_canal(hu, hu > spine.BONE_HU, s)
+    assert not dark.support[40:50].any()

@@ -6,8 +6,10 @@ Pipeline (each step in its own module):
 1. :mod:`.grid` — resample the CT onto a RAS-aligned isotropic working grid (1.5 mm by
    default; coarser for huge inputs so memory stays bounded), slab by slab.
 2. :mod:`.spine` — bone threshold, spinal-canal tracking (holes of the bone's slab
-   projection, scored and tracked through the slices), marrow filling, and the
-   vertebral-body centre curve anterior of the canal.
+   projection, scored and tracked through the slices; continued beyond the track's ends
+   where bone above 140 HU encloses the canal, since a thin arch on thick slices falls below
+   the bone threshold near the view's ends), marrow filling, and the vertebral-body centre
+   curve anterior of the canal.
 3. :mod:`.discs` — the endplate-edge profile along the body curve (mean |dHU/dt| over
    the whole body cross-section); body centres = calm minima chained by dynamic
    programming with a pitch-regularity prior; one disc between consecutive centres.

@@ -34,6 +34,12 @@ CANAL_MAX_MEDIAN_HU = 60.0
 MAX_CANAL_DEPTH_MM = 120.0
 #: Largest hole filled inside bone per slice (mm²): vertebral bodies' marrow, not the thorax.
 MAX_FILL_MM2 = 1800.0
+#: Beyond the canal track's ends, bone above this HU may enclose the canal (see track_canal).
+CONTINUE_BONE_HU = 140.0
+#: A continued track moves at most this far (mm) per slice...
+CONTINUE_STEP_MM = 3.0
+#: ...and bridges gaps up to this length (mm).
+CONTINUE_GAP_MM = 6.0
 #: How far the canal track is extrapolated beyond where it was observed.
 EXTEND_MM = 45.0
 #: Radius of the in-plane closing that mends the cortex before marrow filling.
@@ -77,7 +83,10 @@ def body_outline_centre(hu: np.ndarray) -> np.ndarray:
     return cx
 
 
-def track_canal(hu: np.ndarray, bone: np.ndarray, s: float) -> SpineCurves:
+def _track_picks(hu: np.ndarray, bone: np.ndarray, s: float):
+    """Canal candidates per slice (holes of the bone's slab projection, scored), tracked:
+    (pick (nz, 3) rows (x, y, front_y), NaN where unsupported; the longest supported run's
+    first and last slice), or None when fewer than 3 slices support a track."""
     nx, ny, nz = hu.shape
     r = max(1, int(round(8.0 / s)))
     mip = ndimage.maximum_filter1d(bone.view(np.uint8), size=2 * r + 1, axis=2).astype(bool)
@@ -135,9 +144,8 @@ def track_canal(hu: np.ndarray, bone: np.ndarray, s: float) -> SpineCurves:
         if out:
             best = max(out, key=lambda c: c[3])
             pick[z] = best[:3]
-    support = np.isfinite(pick[:, 0])
-    if support.sum() < 3:
-        return SpineCurves(np.full((nz, 2), np.nan), np.full(nz, np.nan), np.full((nz, 2), np.nan), 0, -1, support)
+    if np.isfinite(pick[:, 0]).sum() < 3:
+        return None
     # refine: candidates nearest a running median of the track
     win = max(3, int(round(30.0 / s)) | 1)
     for _ in range(3):
@@ -155,15 +163,55 @@ def track_canal(hu: np.ndarray, bone: np.ndarray, s: float) -> SpineCurves:
     # keep the longest run of support allowing gaps of up to 25 mm
     zs = np.flatnonzero(support)
     if zs.size < 3:
-        return SpineCurves(np.full((nz, 2), np.nan), np.full(nz, np.nan), np.full((nz, 2), np.nan), 0, -1, support)
+        return None
     gaps = np.diff(zs) * s > 25.0
     run_id = np.concatenate([[0], np.cumsum(gaps)])
     best_run = np.argmax(np.bincount(run_id))
     keep = zs[run_id == best_run]
-    z_lo, z_hi = int(keep[0]), int(keep[-1])
-    support[:] = False
-    support[keep] = True
-    pick[~support] = np.nan
+    pick[np.setdiff1d(np.arange(nz), keep)] = np.nan
+    return pick, int(keep[0]), int(keep[-1])
+
+
+def _continue_track(pick: np.ndarray, z_lo: int, z_hi: int, more: np.ndarray, s: float):
+    """Extend a track (rows as :func:`_track_picks`) beyond each end with the rows of a second
+    track ``more`` (found at a lower bone level), slice by slice while each row lies within
+    CONTINUE_STEP_MM of the last accepted one (gaps up to CONTINUE_GAP_MM). In place;
+    returns the new (z_lo, z_hi)."""
+    nz = len(pick)
+    max_gap = max(1, int(round(CONTINUE_GAP_MM / s)))
+    for step in (1, -1):
+        last = z_hi if step == 1 else z_lo
+        z = last + step
+        while 0 <= z < nz and abs(z - last) <= max_gap:
+            row = more[z]
+            moved_mm = np.hypot(*(row[:2] - pick[last, :2])) * s
+            if np.all(np.isfinite(row)) and moved_mm <= CONTINUE_STEP_MM * abs(z - last):
+                pick[z] = row
+                last = z
+            z += step
+        if step == 1:
+            z_hi = last
+        else:
+            z_lo = last
+    return z_lo, z_hi
+
+
+def track_canal(hu: np.ndarray, bone: np.ndarray, s: float) -> SpineCurves:
+    """The spinal canal's centre and front wall per slice (working grid, (i, j, k) = (+R, +A,
+    +S) voxels), tracked where the bone encloses it; beyond the track's ends, continued
+    where bone above CONTINUE_BONE_HU encloses it (a thin arch on thick slices falls below
+    ``bone`` near the field of view's ends), then extrapolated."""
+    nz = hu.shape[2]
+    found = _track_picks(hu, bone, s)
+    if found is None:
+        return SpineCurves(np.full((nz, 2), np.nan), np.full(nz, np.nan), np.full((nz, 2), np.nan), 0, -1,
+                           np.zeros(nz, bool))
+    pick, z_lo, z_hi = found
+    if z_lo > 0 or z_hi < nz - 1:
+        low = _track_picks(hu, hu > CONTINUE_BONE_HU, s)
+        if low is not None:
+            z_lo, z_hi = _continue_track(pick, z_lo, z_hi, low[0], s)
+    support = np.isfinite(pick[:, 0])
     canal = _interp_rows(pick[:, :2], z_lo, z_hi)
     front = _interp_rows(pick[:, 2:3], z_lo, z_hi)[:, 0]
     canal = _smooth_rows(canal, 3.0 / s, z_lo, z_hi)
