@@ -20,7 +20,10 @@ Pipeline (each step in its own module):
    aorta) are dropped. The output mask is flooded a second time with each vertebra's
    pedicles and laminae also seeded, in the plane through its body's mid-level
    perpendicular to the body curve, so the caudally slanting posterior elements go to
-   their own vertebra (the anchors below are measured on the first flood). When the view
+   their own vertebra (the anchors below are measured on the first flood). On inputs with
+   voxels 2.5 mm thick or more, that second flood also counts thin posterior elements
+   fainter than bone (down to 100 HU, higher in noisy images) behind the canal as bone
+   (``separate.faint_arch_bone``): partial volume dims a lamina there. When the view
    ends at the top body's upper endplate, the midline bone behind the canal there is the
    laminae and spinous process of the vertebra above (body out of view): it gets its own
    marker and is labelled one level up, at half its neighbour's confidence.
@@ -98,6 +101,15 @@ SACRUM_BAND_MM = (50.0, 60.0)
 
 #: Closing radius (mm) that bridges the sacrum's thin cortex over its wide marrow spaces.
 SACRUM_CLOSE_MM = 10.5
+#: Inputs with voxels this thick (mm) along some axis get the faint-arch rule
+#: (``separate.faint_arch_bone``): their partial volume dims a thin lamina below bone HU.
+FAINT_ARCH_SLICE_MM = 2.5
+#: ...which counts posterior-element voxels above this HU as bone, or above the soft tissue
+#: (SOFT_TISSUE_HU) by this many noise standard deviations where that is higher (a noisy
+#: low-dose scan's soft tissue reaches 100 HU).
+FAINT_ARCH_HU = 100.0
+SOFT_TISSUE_HU = 50.0
+FAINT_ARCH_NOISE_SIGMAS = 4.0
 #: The adult sacrum's marrow is mostly yellow (fatty): its alae and lateral masses can read
 #: below water. Enclosed marrow spaces count down to this HU (smoothed), in coherent pieces
 #: (``separate.FATTY_OPEN_MM``), so fat itself (foramina, around the nerve roots) and noise
@@ -286,8 +298,13 @@ class ClassicalEngine(Engine):
         # kept for inspection (debugging scripts, the benchmark's per-vertebra report)
         self.last_debug = {"features": feats, "values": result.values, "skull_mm2": skull}
         # the mask: separate again with each vertebra's posterior ring seeded (see separate())
+        # thick slices dim a thin arch below the bone threshold: count it down to a lower
+        # level, raised above the soft tissue by the noise of the (smoothed) working HU
+        faint_arch_hu = None
+        if float(np.max(ct.spacing)) >= FAINT_ARCH_SLICE_MM:
+            faint_arch_hu = max(FAINT_ARCH_HU, SOFT_TISSUE_HU + FAINT_ARCH_NOISE_SIGMAS * spine.noise_sigma(hu))
         lab = separate.separate(hu, filled, curves, prof, all_segs, s, disc_idx, spine.BONE_HU, ring_seeds=True,
-                                above_seed=not skull_piece)
+                                above_seed=not skull_piece, faint_arch_hu=faint_arch_hu)
         if skull_piece:
             lab = np.where(lab > 1, lab - 1, 0).astype(lab.dtype)
         sacrum_extended = bool(result.values) and result.values[-1] == SACRUM and not segs[-1].caudal_disc

@@ -63,7 +63,7 @@ def segments_from_discs(n: int, discs: list[int], min_partial: int = 4) -> list[
 
 def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: Profile, segments: list[Segment],
              s: float, discs: list[int] | None = None, bone_hu: float = 180.0,
-             ring_seeds: bool = False, above_seed: bool = False) -> np.ndarray:
+             ring_seeds: bool = False, above_seed: bool = False, faint_arch_hu: float | None = None) -> np.ndarray:
     """Working-grid label map: 1..len(segments) (head to feet), 0 elsewhere.
 
     ``ring_seeds``: also seed each vertebra's pedicles and laminae in its own frame
@@ -73,7 +73,10 @@ def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: P
 
     ``above_seed``: when the view's top lies at the top vertebra's upper endplate, the
     posterior elements of the vertebra above (whose body is out of view) get the label
-    :func:`above_label` (:func:`_above_marker`); pieces under ABOVE_MIN_MM3 are dropped."""
+    :func:`above_label` (:func:`_above_marker`); pieces under ABOVE_MIN_MM3 are dropped.
+
+    ``faint_arch_hu``: thin posterior elements fainter than ``bone_hu`` count as bone down
+    to this HU (:func:`faint_arch_bone`; for thick slices, whose partial volume dims them)."""
     from skimage.segmentation import watershed
 
     nx, ny, nz = hu.shape
@@ -104,6 +107,8 @@ def separate(hu: np.ndarray, filled: np.ndarray, curves: SpineCurves, profile: P
     marrow = float(np.median(profile.hu)) if len(profile.hu) else 200.0
     tissue_hu = float(np.clip(0.5 * (marrow + 30.0), 70.0, TISSUE_HU))
     tissue = filled | (hu > bone_hu) | ((hu > tissue_hu) & _body_zone(hu.shape, profile, s))
+    if faint_arch_hu is not None:
+        tissue |= faint_arch_bone(hu, curves, s, bone_hu, faint_arch_hu)
     _remove_discs(tissue, hu, profile, discs, s, bone_hu)
     markers[~tissue] = 0
     other = len(segments) + 1
@@ -366,6 +371,40 @@ def _remove_discs(tissue: np.ndarray, hu: np.ndarray, profile: Profile, discs: l
         slab = (np.abs(along) <= half) & (radial <= 28.0)
         sub = tissue[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
         sub[slab & (hu[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] < bone_hu)] = False
+
+
+#: Where the posterior elements lie: this far (mm) from the canal centre, in its axial slice.
+ARCH_ZONE_MM = (8.0, 45.0)
+
+
+def faint_arch_bone(hu: np.ndarray, curves: SpineCurves, s: float, bone_hu: float, faint_hu: float) -> np.ndarray:
+    """Voxels of thin posterior elements (laminae, pedicles, articular and transverse
+    processes) fainter than ``bone_hu``: above ``faint_hu``, ARCH_ZONE_MM from the canal
+    centre in its axial slice, at most 2 mm in front of it (the pedicles' roots lie level
+    with it; the body has its own zone), and sharing no face with bone above ``bone_hu``
+    (that is the partial-volume surface of a thick bone, outside it).
+
+    Why: on thick slices a lamina 2-3 mm thick averages with the soft tissue around it to
+    120-180 HU, below the bone threshold, so the flood does not reach the arch beyond it
+    (totalseg_example, 3 mm voxels: a third of its arch). Working grid, (i, j, k) = (+R, +A,
+    +S) voxels."""
+    nx, ny, nz = hu.shape
+    out = np.zeros(hu.shape, dtype=bool)
+    z0, z1 = max(0, curves.z_lo), min(nz, curves.z_hi + 1)
+    if z1 <= z0:
+        return out
+    xs = np.arange(nx)[:, None]
+    ys = np.arange(ny)[None, :]
+    for z in range(z0, z1):
+        cx, cy = curves.canal[z]
+        if not np.isfinite(cx):
+            continue
+        d = np.hypot(xs - cx, ys - cy) * s
+        out[:, :, z] = (d >= ARCH_ZONE_MM[0]) & (d <= ARCH_ZONE_MM[1]) & (ys <= cy + 2.0 / s)
+    sl = (slice(None), slice(None), slice(z0, z1))
+    h = hu[sl]
+    out[sl] &= (h > faint_hu) & ~ndimage.binary_dilation(h > bone_hu)  # face neighbours
+    return out
 
 
 def _body_zone(shape, profile: Profile, s: float) -> np.ndarray:
