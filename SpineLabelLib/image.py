@@ -111,12 +111,17 @@ class Image:
     def crop(self, box: tuple[slice, slice, slice]) -> "Image":
         """The sub-volume ``box`` (slices along i, j, k; steps of 1), every voxel kept where
         it was in the world: the affine's origin moves to the box's first voxel."""
-        starts = [sl.indices(n)[0] for sl, n in zip(box, self.shape)]
         if any(sl.step not in (None, 1) for sl in box):
             raise ValueError(f"crop {box}: only steps of 1 keep the voxel size")
+        return Image(self.array[box].copy(), self.crop_affine(box), f"{self.source} cropped" if self.source else None)
+
+    def crop_affine(self, box: tuple[slice, slice, slice]) -> np.ndarray:
+        """The affine (voxel (i, j, k) -> RAS mm) of the sub-volume ``box`` (slices along i,
+        j, k): this image's, its origin moved to the box's first voxel. What :meth:`crop`
+        gives its copy, for code that works on ``array[box]`` views without copying."""
         affine = self.affine.copy()
-        affine[:3, 3] = self.index_to_world(starts)
-        return Image(self.array[box].copy(), affine, f"{self.source} cropped" if self.source else None)
+        affine[:3, 3] = self.index_to_world([sl.indices(n)[0] for sl, n in zip(box, self.shape)])
+        return affine
 
     def __repr__(self) -> str:
         sp = "x".join(f"{s:.3g}" for s in self.spacing)

@@ -157,19 +157,11 @@ def _union_box(boxes, pad: int = 0, shape=None) -> tuple[slice, slice, slice]:
 ANALYSIS_MM = 0.7
 
 
-def box_affine(ct: Image, box) -> np.ndarray:
-    """The affine (voxel (i, j, k) -> world RAS mm) of the index box ``box`` of ``ct``: its
-    first voxel is the origin (``Image.crop``'s, without copying the voxels)."""
-    affine = ct.affine.copy()
-    affine[:3, 3] = apply_affine(ct.affine, [b.start for b in box])
-    return affine
-
-
 def _analysis_grid(ct: Image, box) -> tuple[tuple[slice, slice, slice], np.ndarray, np.ndarray]:
     """(strided box, its affine (voxel -> world RAS mm), strides (i, j, k)) of ``box`` on ``ct``."""
     strides = np.maximum(1, np.floor(ANALYSIS_MM / np.asarray(ct.spacing) + 1e-6)).astype(np.int64)
     strided = tuple(slice(b.start, b.stop, int(st)) for b, st in zip(box, strides))
-    affine = box_affine(ct, box)
+    affine = ct.crop_affine(box)
     affine[:3, :3] = ct.affine[:3, :3] * strides[None, :]
     return strided, affine, strides
 
@@ -343,7 +335,7 @@ def _place_pair(labels: np.ndarray, ct: Image, a: int, b: int, box) -> PlacedDis
     from ...verse.body import body_voxels
 
     sub = labels[box]
-    affine = box_affine(ct, box)
+    affine = ct.crop_affine(box)
     # the analysis (bodies, columns, CT profiles) on a grid no finer than ANALYSIS_MM
     strided, an_affine, _ = _analysis_grid(ct, box)
     an_sub = labels[strided]

@@ -21,8 +21,9 @@ in view. The posterior elements are not touched (the next vertebra's arch lies f
 out).
 
 Measured (BENCHMARKS.md): lidc0001 C5 0 -> 0.525, C6 0.702 -> 0.782; five phantoms gain
-their sliver's label (one of them the sacrum's, below L5). Fragile where the pitch changes at the end of the view: the
-extrapolated plane can lie several millimetres off, and then nothing is labelled.
+their sliver's label (one of them the sacrum's, below L5). Fragile where the pitch changes
+at the end of the view: the extrapolated plane can lie several millimetres off, and then
+nothing is labelled.
 
 Guards: the sliver must reach the image's face (a plane that falls inside a whole end
 vertebra cuts nothing off there) and hold at least ``SLIVER_MIN_MM3`` of bone; the next
@@ -36,7 +37,7 @@ from scipy import ndimage
 
 from ...image import Image, apply_affine
 from ...labels import neighbours
-from .disc_planes import C1, DISC_MAX_HU, DISC_MIN_MM, PITCH_MM, WIDEN_MM, PlacedDisc, _analysis_grid, _frame, _union_box, box_affine
+from .disc_planes import C1, DISC_MAX_HU, DISC_MIN_MM, PITCH_MM, WIDEN_MM, PlacedDisc, _analysis_grid, _frame, _union_box
 
 #: A sliver with less bone than this (mm³: a few voxels of a 2.5 mm slice) is not labelled.
 SLIVER_MIN_MM3 = 50.0
@@ -124,7 +125,7 @@ def _relabel_beyond(labels, ct: Image, box, end: int, pair: tuple[int, int], bey
     sub = labels[box]
     vox = np.argwhere(sub == end)
     start = np.array([b.start for b in box])
-    rel = apply_affine(box_affine(ct, box), vox) - point
+    rel = apply_affine(ct.crop_affine(box), vox) - point
     keep = lattice(rel @ e1, rel @ e2)
     vox, rel = vox[keep], rel[keep]
     out = rel @ outward  # mm beyond the plane
