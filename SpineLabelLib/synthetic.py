@@ -1546,4 +1546,26 @@ def phantom_suite() -> list[PhantomSpec]:
           seed=32),
         S(name="l6-C6-sacrum-RPI", first="C6", last="sacrum", l6=True, spacing=(2.0, 2.0, 2.0), axcodes=("R", "P", "I"),
           seed=33),
+        # the anomalies with both anchors in view again, each under a harder condition: thick
+        # slices and noise, an oblique grid, sagittal slices, scoliosis, a fractured T13,
+        # osteoporosis (a hollow sacrum), 3 mm voxels, a rotated grid
+        S(name="t13-C7-L5-thick-noisy", first="C7", last="L5", t13=True, spacing=(0.8, 0.8, 3.0), noise_hu=60.0, seed=34),
+        S(name="l6-C5-sacrum-oblique-20", first="C5", last="sacrum", l6=True, spacing=(1.5, 1.5, 1.5), oblique_deg=20.0,
+          seed=35),
+        S(name="missing-rib12-C7-L3-PIR-sagittal", first="C7", last="L3", missing_rib12=True, spacing=(0.8, 0.8, 3.0),
+          axcodes=("P", "I", "R"), seed=36),
+        S(name="t13-l6-C7-sacrum-scoliosis-ASL", first="C7", last="sacrum", t13=True, l6=True, scoliosis_deg=20.0,
+          spacing=(2.0, 2.0, 2.0), axcodes=("A", "S", "L"), seed=37),
+        S(name="t13-C6-L3-fracture-T13", first="C6", last="L3", t13=True, fractures={"T13": 0.35}, spacing=(1.5, 1.5, 1.5),
+          seed=38),
+        S(name="l6-C7-sacrum-osteoporosis-LPS", first="C7", last="sacrum", l6=True, osteoporosis=True,
+          spacing=(1.0, 1.0, 2.5), axcodes=("L", "P", "S"), seed=39),
+        S(name="missing-rib12-C6-L5-3mm", first="C6", last="L5", missing_rib12=True, spacing=(3.0, 3.0, 3.0), seed=40),
+        S(name="t13-missing-rib12-C6-sacrum-IPL", first="C6", last="sacrum", t13=True, missing_rib12=True,
+          spacing=(2.0, 2.0, 2.0), axcodes=("I", "P", "L"), seed=41),
+        # an osteoporotic sacrum (marrow as dark as soft tissue) in a narrow field of view
+        # (iliac wings cut): the canal is tracked deep into it and its fused discs show
+        S(name="osteoporotic-sacrum-L1", first="L1", last="sacrum", osteoporosis=True, spacing=(1.0, 1.0, 1.0), seed=52),
+        S(name="l6-osteoporotic-sacrum-T12", first="T12", last="sacrum", l6=True, osteoporosis=True,
+          spacing=(1.0, 1.0, 2.0), seed=53),
     ]

@@ -85,7 +85,7 @@ def test_short_crop_without_anchor_is_a_guess():
 # the engine on the suite's phantoms
 # ---------------------------------------------------------------------------------------
 IDENTIFIABLE = ("t13-C6-sacrum", "missing-rib12-C6-sacrum-LPS", "t13-l6-C6-sacrum", "t13-missing-rib12-C7-L5",
-                "l6-C6-sacrum-RPI")
+                "l6-C6-sacrum-RPI", "l6-C7-sacrum-osteoporosis-LPS")
 
 
 def _spec(name):

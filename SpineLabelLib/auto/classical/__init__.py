@@ -94,6 +94,26 @@ def _merge_sacral_sliver(bone, curves, prof, segs, disc_idx, s):
     return separate.segments_from_discs(len(prof.hu), disc_idx), disc_idx
 
 
+def _merge_sacrum_pieces(segs, all_segs, disc_idx, result):
+    """The segments, all segments (a skull piece included), discs and labelling with the
+    caudal pieces the labelling gave the sacrum joined into one segment."""
+    k = 1
+    while k < len(result.values) and result.values[-k - 1] == SACRUM:
+        k += 1
+    cut = segs[-k].start  # the disc above the sacrum's first piece
+    fused = {sg.start for sg in segs[-k + 1:]}
+    disc_idx = [d for d in disc_idx if d not in fused]
+    merged = separate.Segment(segs[-k].start, segs[-1].end, segs[-k].cranial_disc, segs[-1].caudal_disc)
+    segs = segs[:-k] + [merged]
+    all_segs = [sg for sg in all_segs if sg.start < cut] + [merged]
+    keep = len(result.values) - k + 1
+    # the joined piece is the sacrum only if every part of it is
+    confidence = result.confidence[:keep - 1] + [min(result.confidence[keep - 1:])]
+    result = labelling.Labelling(result.values[:keep], confidence, result.reasons[:keep], result.notes,
+                                 result.contradicted)
+    return segs, all_segs, disc_idx, result
+
+
 #: Half-width (mm, right-left) and antero-posterior half-depth of the band around the canal
 #: in which bone below the tracked curve is flooded into the sacrum.
 SACRUM_BAND_MM = (50.0, 60.0)
@@ -270,6 +290,9 @@ class ClassicalEngine(Engine):
                 lab = np.where(lab > 1, lab - 1, 0).astype(lab.dtype)
                 notes.append(f"top piece of the curve is skull base ({top_area:.0f} mm² of bone per slice): not a vertebra")
         feats = anchors.segment_features(bone, curves, prof, segs, s)
+        strengths = discs.disc_strengths(edge, disc_idx)
+        for f, seg in zip(feats, segs):
+            f.disc_above_strength = strengths.get(seg.start) if seg.cranial_disc else None
         ribs = anchors.attached_ribs(bone, lab, curves, s, len(segs))
         for f, (right, left) in zip(feats, ribs):
             f.rib_sides = (float(right), float(left))
@@ -295,8 +318,14 @@ class ClassicalEngine(Engine):
         except labelling.LabellingError as exc:
             return self._empty(ct, notes + [f"not labelled: {exc}"], t)
         notes += result.notes
+        if result.values[-2:] == [SACRUM, SACRUM]:
+            # the sacrum spans several pieces: the edges between them are fused discs'
+            # remnants; the mask's separation below gets one segment for it
+            segs, all_segs, disc_idx, result = _merge_sacrum_pieces(segs, all_segs, disc_idx, result)
+            notes.append("the sacrum was cut at the remnant of a fused disc (S1/S2): joined")
         # kept for inspection (debugging scripts, the benchmark's per-vertebra report)
-        self.last_debug = {"features": feats, "values": result.values, "skull_mm2": skull}
+        self.last_debug = {"features": feats, "values": result.values, "skull_mm2": skull,
+                           "contradicted": result.contradicted}
         # the mask: separate again with each vertebra's posterior ring seeded (see separate())
         # thick slices dim a thin arch below the bone threshold: count it down to a lower
         # level, raised above the soft tissue by the noise of the (smoothed) working HU

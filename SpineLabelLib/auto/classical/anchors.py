@@ -43,6 +43,9 @@ class SegmentFeatures:
     #: how far (mm) its transverse processes reach from the canal axis (mean of the sides
     #: measured); None where not measured (see :func:`transverse_reach`)
     tp_reach_mm: float | None = None
+    #: strength of the disc above it relative to the discs above that (``discs.disc_strengths``);
+    #: None where it has no disc above or fewer than two discs lie above that one
+    disc_above_strength: float | None = None
 
 
 def _side_fraction(bone: np.ndarray, curves: SpineCurves, zs: range, s: float, lateral, y_range, min_mm2: float):

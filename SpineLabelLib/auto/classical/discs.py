@@ -209,7 +209,40 @@ def detect_centres(E: np.ndarray, level: np.ndarray | None = None, reg_weight: f
         k = back[i, j]
         chain.append(k)
         i, j = k, i
-    return _extend_chain(sorted(cand[c] for c in chain), cand)
+    return _extend_chain(drop_fused_remnants(E, sorted(cand[c] for c in chain)), cand)
+
+
+#: An edge between two body centres weaker than this fraction of the discs above it (the
+#: median peak of the REMNANT_REF pairs before) is a fused segment's remnant, not a disc.
+REMNANT_FRACTION = 0.6
+REMNANT_REF = 4
+
+
+def _peak_edges(E: np.ndarray, centres: list[int]) -> np.ndarray:
+    """The highest edge energy (smoothed over ~3 mm) between each pair of consecutive centres."""
+    Es = ndimage.gaussian_filter1d(E, 3.0 / STEP_MM)
+    return np.array([Es[a:b + 1].max() for a, b in zip(centres[:-1], centres[1:])])
+
+
+def drop_fused_remnants(E: np.ndarray, centres: list[int]) -> list[int]:
+    """The chain ``centres`` without the caudal centres that lie below only weak edges.
+
+    Why: the sacrum is five fused vertebrae. Where its marrow is as dark as soft tissue
+    (osteoporosis, fatty marrow) the canal is tracked deep into it, the profile runs on
+    through it, and the remnants of the fused discs (S1/S2, S2/S3) show as edges about a
+    third as strong as a real disc's; the calm marrow between them looks like body centres,
+    and the chain split the sacrum into three or four "vertebrae" that took lumbar labels.
+    Measured on 44 phantoms and both real CTs: every real disc's peak is at least 0.72 of
+    the median of the four before it; a hollow sacrum's remnants are 0.3-0.56. Only the
+    caudal end is trimmed: there the sacrum is; a weak disc higher up stays a disc."""
+    if len(centres) < REMNANT_REF + 2:
+        return centres
+    peaks = _peak_edges(E, centres)
+    for k in range(REMNANT_REF, len(peaks)):
+        # edges k.. (between centres k, k+1, ...) all weak against the four discs above them
+        if peaks[k:].max() < REMNANT_FRACTION * float(np.median(peaks[k - REMNANT_REF:k])):
+            return centres[:k + 1]
+    return centres
 
 
 #: A chain end is extended when the profile reaches this many pitches beyond it.
@@ -283,6 +316,19 @@ def discs_from_centres(E: np.ndarray, centres: list[int]) -> list[int]:
         if p is not None:
             out.append(p)
     return sorted(set(x for x in out if x is not None))
+
+
+def disc_strengths(E: np.ndarray, disc_idx: list[int]) -> dict[int, float]:
+    """Disc profile index -> its edge peak (the highest smoothed edge energy within 3 mm)
+    relative to the median peak of the up to REMNANT_REF discs above it; the first two
+    discs (fewer than two above) are left out. Below REMNANT_FRACTION a disc is more likely a
+    fused segment's remnant (the sacrum's S1/S2) than a disc: :func:`drop_fused_remnants`,
+    and the labelling's choice of how many caudal pieces the sacrum spans."""
+    Es = ndimage.gaussian_filter1d(E, 3.0 / STEP_MM)
+    w = int(round(3.0 / STEP_MM))
+    peaks = [float(Es[max(0, d - w):d + w + 1].max()) for d in disc_idx]
+    return {d: peaks[k] / float(np.median(peaks[max(0, k - REMNANT_REF):k]))
+            for k, d in enumerate(disc_idx) if k >= 2}
 
 
 #: Two endplate edges are told apart when they lie at least this far apart (mm) along the

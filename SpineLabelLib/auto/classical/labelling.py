@@ -36,12 +36,13 @@ say which variant cannot be excluded. A view without any anchor is a guess throu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ... import labels as L
 from .anchors import SegmentFeatures
+from .discs import REMNANT_FRACTION
 
 #: Typical adult vertebra pitch (body height + disc below, mm) by level name.
 PITCH_MM = {
@@ -80,6 +81,8 @@ class Hypothesis:
     t13: bool
     l6: bool
     missing_rib12: bool
+    #: how many caudal pieces the sacrum spans (S1 cut from the rest at a fused disc's remnant)
+    sacrum_pieces: int = 1
     image: float = 0.0  # log-likelihood of the image evidence
     prior: float = 0.0  # log prior of the anatomical variant
 
@@ -98,6 +101,8 @@ class Labelling:
     confidence: list[float]
     reasons: list[list[str]]
     notes: list[str]
+    #: observations that speak against the chosen labelling (:func:`contradictions`)
+    contradicted: list[str] = field(default_factory=list)
 
 
 def _sequence(t13: bool, l6: bool) -> list[str]:
@@ -111,8 +116,46 @@ def _is_thoracic(name: str) -> bool:
     return name.startswith("T")
 
 
-def _sacrum_probability(feats: list[SegmentFeatures], last_has_caudal_disc: bool) -> float:
-    f = feats[-1]
+#: The sacrum may span up to this many caudal pieces: the separation cut S1 off the rest of
+#: it (or the rest into two) at the remnant of a fused disc.
+MAX_SACRUM_PIECES = 3
+#: Log-likelihood ratio (fused remnant against disc) of an edge per unit of relative
+#: strength below REMNANT_FRACTION (``discs.disc_strengths``), and its bounds. Measured
+#: (44 phantoms, both real CTs): discs between two bodies >= 0.72 of the discs above them,
+#: a disc the view cuts 0.5-0.94, an osteoporotic sacrum's remnants 0.1-0.56.
+FUSED_PER_UNIT, FUSED_LLR_MAX = 10.0, 4.0
+#: Prior probability, per extra piece, that the chain cut the sacrum (its remnant edges are
+#: mostly caught before: ``discs.drop_fused_remnants``); an edge of unknown strength
+#: (fewer than two discs above it) adds no evidence either way.
+PRIOR_SACRUM_CUT = 0.05
+#: What a vertebra's own evidence (ribs, facet joints, pitch) costs when it fits: charged for
+#: each extra piece the sacrum takes in, whose evidence is then left out.
+FITTING_VERTEBRA_LOGL = -0.9
+
+
+def _fused_llr(strength: float | None) -> float:
+    """Log-likelihood ratio that an edge of relative ``strength`` is a fused remnant, not a disc."""
+    if strength is None:
+        return 0.0
+    return float(np.clip(FUSED_PER_UNIT * (REMNANT_FRACTION - strength), -FUSED_LLR_MAX, FUSED_LLR_MAX))
+
+
+def _sacrum_probabilities(feats: list[SegmentFeatures], last_has_caudal_disc: bool) -> dict[int, float]:
+    """k -> probability that the last k pieces together are the sacrum, from the merged
+    piece's iliac wings and length."""
+    out = {}
+    for k in range(1, min(MAX_SACRUM_PIECES, len(feats)) + 1):
+        part = feats[-k:]
+        merged = SegmentFeatures(rib=part[-1].rib, rib_sides=part[-1].rib_sides,
+                                 ilium=max(f.ilium for f in part), pitch_mm=None,
+                                 length_mm=sum(f.length_mm for f in part), z_range=part[-1].z_range,
+                                 at_fov_edge=part[-1].at_fov_edge)
+        out[k] = _sacrum_probability(merged, last_has_caudal_disc)
+    return out
+
+
+def _sacrum_probability(f: SegmentFeatures, last_has_caudal_disc: bool) -> float:
+    """Probability that the caudal-most piece ``f`` is the sacrum."""
     if last_has_caudal_disc:
         # a long piece flanked by the iliac wings with an edge below it is the sacrum cut
         # at an intra-sacral (S1/S2) edge as often as L5 beside the iliac crest
@@ -128,28 +171,33 @@ def label_segments(feats: list[SegmentFeatures], last_has_caudal_disc: bool, sku
     """Labels, confidences and reasons for the segments ``feats`` (head to feet), given
     whether the caudal-most one has a disc below it and the bone area above the top one."""
     n = len(feats)
-    p_sacrum = _sacrum_probability(feats, last_has_caudal_disc)
+    p_sacrum = _sacrum_probabilities(feats, last_has_caudal_disc)
     skull = skull_mm2 >= SKULL_MM2
     hyps: list[Hypothesis] = []
     for t13 in (False, True):
         for l6 in (False, True):
             for mr in (False, True):
                 seq = _sequence(t13, l6)
-                for k0 in range(0, len(seq) - n + 1):
-                    names = seq[k0:k0 + n]
-                    if mr and "T12" not in names:
-                        continue  # a missing rib out of view changes nothing: counted once
-                    h = Hypothesis(names, t13, l6, mr)
-                    h.image = _image_score(h, feats, p_sacrum, skull)
-                    h.prior = _prior_score(h)
-                    hyps.append(h)
+                for pieces in range(1, len(p_sacrum) + 1):
+                    m = n - pieces + 1  # labelled pieces, the sacrum counted once
+                    for k0 in range(0, len(seq) - m + 1):
+                        names = seq[k0:k0 + m]
+                        if pieces > 1 and names[-1] != "sacrum":
+                            continue
+                        names = names + ["sacrum"] * (pieces - 1)
+                        if mr and "T12" not in names:
+                            continue  # a missing rib out of view changes nothing: counted once
+                        h = Hypothesis(names, t13, l6, mr, pieces)
+                        h.image = _image_score(h, feats, p_sacrum, skull)
+                        h.prior = _prior_score(h)
+                        hyps.append(h)
     if not hyps:
         raise LabellingError(f"{n} segments found along the spine, more than any spine has: disc detection "
                              "over-segmented; no consistent labelling")
     post = _normalised([h.score for h in hyps])
     post_image = _normalised([h.image for h in hyps])  # the variants at even odds
     best = hyps[int(np.argmax(post))]
-    anchored = _anchors_in_view(best, feats, p_sacrum, skull)
+    anchored = _anchors_in_view(best, feats, p_sacrum[best.sacrum_pieces], skull)
     cranial = _cranial_anchor(feats, skull)
     values, conf, reasons, guessed = [], [], [], []
     for i in range(n):
@@ -172,13 +220,46 @@ def label_segments(feats: list[SegmentFeatures], last_has_caudal_disc: bool, sku
             head += f" (next: {alt[0][1]} {alt[0][0]:.2f})"
         conf.append(c)
         reasons.append([head] + why)
-    notes = _explain(best, feats, p_sacrum, skull, reasons, cranial)
+    notes = _explain(best, feats, p_sacrum[best.sacrum_pieces], skull, reasons, cranial)
+    against = contradictions(best, feats)
+    _hold_contradicted(best, against, conf, reasons, notes)
     if guessed:
         notes.append(f"{_runs([best.names[i] for i in guessed], guessed)} labelled by a guess (confidence < 0.5): " +
                      ("no cranial anchor in view (skull base or cervicothoracic transition), so "
                       "T13 / a missing 12th rib / L6 cannot be excluded" if not cranial else
                       "the image does not settle the count"))
-    return Labelling(values, conf, reasons, notes)
+    return Labelling(values, conf, reasons, notes, [f"{best.names[i]}: {what}" for i, what in against])
+
+
+#: With this many contradicting observations, or one pitch (a piece half or twice a
+#: vertebra's height), the labelling as a whole is in doubt.
+MISFIT_CONTRADICTIONS = 2
+
+
+def _hold_contradicted(best: Hypothesis, against: list[tuple[int, str]], conf: list[float],
+                       reasons: list[list[str]], notes: list[str]) -> None:
+    """Confidence held below 0.5 where the image contradicts the chosen labels, in place: a
+    contradicted vertebra's own label; with MISFIT_CONTRADICTIONS or more, or a pitch far off,
+    every label: a split or merged vertebra adds or takes away a piece, the labelling absorbs
+    it as a variant (an L6, a T13) or a shift, and the count through it is in doubt."""
+    if not against:
+        return
+    def hold(i: int) -> None:
+        if conf[i] > GUESS_MAX:
+            reasons[i][0] = f"label probability {GUESS_MAX:.2f}, held below 0.5 (from the anchors: {reasons[i][0]})"
+            conf[i] = GUESS_MAX
+
+    for i, what in against:
+        hold(i)
+        reasons[i].append(f"the image contradicts this label ({what})")
+    if len(against) >= MISFIT_CONTRADICTIONS or any(what.startswith("pitch") for _, what in against):
+        for i in range(len(conf)):
+            hold(i)
+        listed = "; ".join(f"{best.names[i]}: {what}" for i, what in against)
+        notes.append(f"no labelling fits the vertebrae found ({listed}): vertebrae may be split or merged; "
+                     "every label is held below confidence 0.5")
+        for r in reasons:
+            r.append("the labels as a whole contradict the image: a guess")
 
 
 def _runs(names: list[str], idx: list[int]) -> str:
@@ -251,12 +332,26 @@ def _prior_score(h: Hypothesis) -> float:
     return sc
 
 
-def _image_score(h: Hypothesis, feats: list[SegmentFeatures], p_sacrum: float, skull: bool) -> float:
+def _image_score(h: Hypothesis, feats: list[SegmentFeatures], p_sacrum: dict[int, float], skull: bool) -> float:
     sc = 0.0
     last = h.names[-1]
-    sc += math.log(p_sacrum) if last == "sacrum" else math.log(1 - p_sacrum)
+    sc += math.log(p_sacrum[h.sacrum_pieces]) if last == "sacrum" else math.log(1 - p_sacrum[1])
+    # the edges inside a sacrum of several pieces are fused remnants, not discs
+    for f in feats[len(feats) - h.sacrum_pieces + 1:]:
+        sc += _fused_llr(f.disc_above_strength) + FITTING_VERTEBRA_LOGL + math.log(PRIOR_SACRUM_CUT)
     if skull:
         sc += 0.0 if h.names[0] == "C1" else math.log(0.03)
+    sc += sum(w * _evidence(p) for _, _, p, w in _observations(h, feats))
+    residuals, scale = _pitch_residuals(h, feats)
+    if residuals:
+        r = np.array([x for _, x in residuals])
+        sc += -0.5 * float(np.sum((r / PITCH_SIGMA) ** 2)) - 0.5 * (scale / 0.12) ** 2
+    return sc + _transverse_score(h, feats)
+
+
+def _observations(h: Hypothesis, feats: list[SegmentFeatures]):
+    """The rib and facet-joint observations ``h`` is scored on: (segment index, what,
+    probability that the observation fits ``h``'s label, weight)."""
     near_pelvis = feats[-1].ilium >= 0.3
     for i, (name, f) in enumerate(zip(h.names, feats)):
         if name == "sacrum":
@@ -272,22 +367,50 @@ def _image_score(h: Hypothesis, feats: list[SegmentFeatures], p_sacrum: float, s
         # to C7 (a cervical rib, ~0.5% of people) is rare, so a rib-bearing vertebra
         # under non-rib-bearing ones is T1 with full weight: the cervicothoracic anchor
         w = RIB_WEIGHT * (0.5 if name in ("L1", "T1") else 1.0) * (0.6 if f.at_fov_edge else 1.0)
-        sc += w * _evidence(p)
+        yield i, "ribs" if f.rib >= 0.5 else "no ribs", p, w
     last_thoracic = "T13" if h.t13 else "T12"
-    for name, f in zip(h.names, feats):
+    for i, (name, f) in enumerate(zip(h.names, feats)):
         q = _facet_sagittal_prior(name, last_thoracic)
         if q is None or f.facet_sagittal is None:
             continue
         p = f.facet_sagittal
-        sc += RIB_WEIGHT * _evidence(q * p + (1.0 - q) * (1.0 - p))  # both sides, like a rib pair
-    # pitch: fit one patient scale, penalise deviations. C1 has no body and no disc
-    # below it (the atlanto-axial joint): its "pitch" is not comparable, left out
-    obs = [(f.pitch_mm, PITCH_MM[nm]) for nm, f in zip(h.names, feats) if f.pitch_mm and nm not in ("sacrum", "C1")]
-    if obs:
-        r = np.log([o / e for o, e in obs])
-        scale = float(np.clip(np.median(r), -0.25, 0.25))
-        sc += -0.5 * float(np.sum(((r - scale) / PITCH_SIGMA) ** 2)) - 0.5 * (scale / 0.12) ** 2
-    return sc + _transverse_score(h, feats)
+        what = "sagittal (lumbar) facet joints" if p >= 0.5 else "coronal (thoracic) facet joints"
+        yield i, what, q * p + (1.0 - q) * (1.0 - p), RIB_WEIGHT  # both sides, like a rib pair
+
+
+def _pitch_residuals(h: Hypothesis, feats: list[SegmentFeatures]) -> tuple[list[tuple[int, float]], float]:
+    """([(segment index, log(pitch / typical pitch of its label) - scale)], scale): the disc-to-disc
+    pitches of complete segments against the typical adult ones, after fitting one patient
+    scale (clipped to +-0.25). C1 has no body and no disc below it (the atlanto-axial joint):
+    its "pitch" is not comparable, left out; so is the sacrum's."""
+    obs = [(i, f.pitch_mm / PITCH_MM[nm]) for i, (nm, f) in enumerate(zip(h.names, feats))
+           if f.pitch_mm and nm not in ("sacrum", "C1")]
+    if not obs:
+        return [], 0.0
+    r = np.log([x for _, x in obs])
+    scale = float(np.clip(np.median(r), -0.25, 0.25))
+    return [(i, float(x - scale)) for (i, _), x in zip(obs, r)], scale
+
+
+#: An observation contradicts a labelling when it fits it with less than this probability...
+CONTRADICTS = 0.2
+#: ...and a pitch does when it is this many PITCH_SIGMA off its label's typical pitch (after
+#: the patient's scale): 3 sigma, a vertebra 50 % taller or a third shorter than expected.
+PITCH_CONTRADICTS_SIGMA = 3.0
+
+
+def contradictions(h: Hypothesis, feats: list[SegmentFeatures]) -> list[tuple[int, str]]:
+    """(segment index, what) for each observation that speaks clearly against labelling
+    ``feats`` as ``h`` does, e.g. (7, "ribs"), (8, "pitch 24 mm (36 mm expected)"). The
+    hypotheses are scored against each other, so the best one can fit badly and still take
+    the whole posterior: when the separation has split or merged vertebrae, no labelling
+    fits, and this list says so."""
+    out = [(i, what) for i, what, p, _ in _observations(h, feats) if p < CONTRADICTS]
+    residuals, scale = _pitch_residuals(h, feats)
+    for i, x in residuals:
+        if abs(x) > PITCH_CONTRADICTS_SIGMA * PITCH_SIGMA:
+            out.append((i, f"pitch {feats[i].pitch_mm:.0f} mm ({PITCH_MM[h.names[i]] * math.exp(scale):.0f} mm expected)"))
+    return sorted(out)
 
 
 #: Typical length (mm) of the lumbar transverse processes from their root, L1-L4, from
