@@ -13,6 +13,8 @@ Pipeline (each step in its own module):
 3. :mod:`.discs` — the endplate-edge profile along the body curve (mean |dHU/dt| over
    the whole body cross-section); body centres = calm minima chained by dynamic
    programming with a pitch-regularity prior; one disc between consecutive centres.
+   Caudal centres below edges much weaker than the discs above them are dropped: the
+   remnants of the sacrum's fused discs, which show where its marrow is dark (osteoporosis).
 4. :mod:`.separate` — marker-controlled watershed: each body core floods its own bone
    (posterior elements through the pedicles); ribs, pelvis and sternum go to a
    competing marker; thin dark gaps between bright plates (joints) flood last; thick
@@ -34,7 +36,10 @@ Pipeline (each step in its own module):
    skull base: dropped, and it anchors C1; a caudal piece cut off the sacrum (short, or
    below the iliac wings under a piece flanked by them) is merged back into it.
 6. :mod:`.labelling` — hypotheses over the anatomical sequence (T13, L6, missing 12th
-   rib included) scored by the anchors; the posterior gives each label's confidence.
+   rib included; the sacrum spanning one to three caudal pieces, judged by how weak the
+   edges between them are) scored by the anchors; the posterior gives each label's
+   confidence, held below 0.5 where the chosen labels contradict the image. Pieces the
+   labelling gives the sacrum are joined before the mask's separation.
 7. The sacrum is extended over its height and below the tracked curve (bone connected
    to it in a midline band, marrow filled per slice); its centroid is the S1 body's,
    cut from the final sacrum's cranial slab on the input grid like any sacrum's

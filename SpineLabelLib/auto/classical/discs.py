@@ -17,7 +17,9 @@ points are working voxel indices) is resampled by arc length t, 1 mm steps, head
   required between consecutive centres, and a penalty for chains that alternate body /
   thick-disc centres (different HU and calm width); the chain is then extended by one
   pitch above its top centre where the profile runs on for a whole body (a top vertebra
-  whose upper endplate shows no edge at the field of view's edge).
+  whose upper endplate shows no edge at the field of view's edge), and trimmed at its
+  caudal end below edges much weaker than the discs above (:func:`drop_fused_remnants`:
+  the remnants of the sacrum's fused discs).
 * :func:`discs_from_centres`: one disc between consecutive centres (midway between its
   two endplate edges where the slices resolve them, else the weighted centre of the one
   edge band), plus one beyond each end centre when the profile reaches past it.

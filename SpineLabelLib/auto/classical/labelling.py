@@ -17,11 +17,16 @@ scored by the evidence:
 * how far the transverse processes of rib-less segments reach from the canal, against
   the lumbar pattern L1 < L2 < L3 > L4 (a weak cue, offset to the patient; what places a
   lumbar view with neither sacrum nor ribs in it, still as a guess);
-* priors: T13 and L6 each in ~6% of spines, a missing 12th rib in ~4%.
+* priors: T13 and L6 each in ~6% of spines, a missing 12th rib in ~4%;
+* the sacrum may span the last one to three pieces: the separation cuts a sacrum whose
+  marrow is dark at the remnants of its fused discs, edges much weaker than the discs
+  above them (``discs.disc_strengths``).
 
 The labels are those of the best hypothesis (evidence and priors). The posterior over
 hypotheses gives each vertebra's confidence: the probability mass of the hypotheses that
-give it the same label.
+give it the same label. The hypotheses are only compared with each other, so the best one
+may still fit badly (vertebrae split or merged by the separation): the observations it
+contradicts (:func:`contradictions`) hold the labels concerned, or all of them, below 0.5.
 
 Saying when it is guessing: the anatomical variants are only told apart by counting from
 BOTH ends, a cranial anchor (the skull base above C1, or the cervicothoracic transition:
