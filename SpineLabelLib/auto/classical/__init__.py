@@ -286,7 +286,7 @@ class ClassicalEngine(Engine):
         step(0.75, "anchors and labels", "separate")
         # the curve may run into the skull base: a huge top piece without a disc above is
         # the occiput, not a vertebra (then it anchors C1 below it)
-        skull_piece = 0.0
+        skull_piece = top_area = 0.0
         if len(segs) >= 3 and not segs[0].cranial_disc:
             top_area = anchors.top_segment_bone_mm2(bone, curves, prof, segs[0], s)
             if top_area >= SKULL_PIECE_MM2:
@@ -295,6 +295,10 @@ class ClassicalEngine(Engine):
                 lab = np.where(lab > 1, lab - 1, 0).astype(lab.dtype)
                 notes.append(f"top piece of the curve is skull base ({top_area:.0f} mm² of bone per slice): not a vertebra")
         feats = anchors.segment_features(bone, curves, prof, segs, s)
+        if top_area and not skull_piece:
+            # a smaller fragment of the skull base at the view's top: the labelling weighs it
+            next_area = anchors.top_segment_bone_mm2(bone, curves, prof, segs[1], s)
+            feats[0].top_bone_ratio = top_area / next_area if next_area > 0 else None
         strengths = discs.disc_strengths(edge, disc_idx)
         for f, seg in zip(feats, segs):
             f.disc_above_strength = strengths.get(seg.start) if seg.cranial_disc else None
@@ -323,6 +327,13 @@ class ClassicalEngine(Engine):
         except labelling.LabellingError as exc:
             return self._empty(ct, notes + [f"not labelled: {exc}"], t)
         notes += result.notes
+        if result.values[0] == 0:
+            # the labelling took the top piece for a fragment of the skull base: dropped as a
+            # skull piece found by its size is (the mask's separation still floods it)
+            skull_piece = float(feats[0].top_bone_ratio)
+            segs, feats = segs[1:], feats[1:]
+            result = labelling.Labelling(result.values[1:], result.confidence[1:], result.reasons[1:], result.notes,
+                                         result.contradicted)
         if result.values[-2:] == [SACRUM, SACRUM]:
             # the sacrum spans several pieces: the edges between them are fused discs'
             # remnants; the mask's separation below gets one segment for it

@@ -46,6 +46,9 @@ class SegmentFeatures:
     #: strength of the disc above it relative to the discs above that (``discs.disc_strengths``);
     #: None where it has no disc above or fewer than two discs lie above that one
     disc_above_strength: float | None = None
+    #: for a top piece cut by the view: its midline bone area over the next piece's
+    #: (``top_segment_bone_mm2``; a fragment of the skull base is far bigger); None otherwise
+    top_bone_ratio: float | None = None
 
 
 def _side_fraction(bone: np.ndarray, curves: SpineCurves, zs: range, s: float, lateral, y_range, min_mm2: float):

@@ -121,13 +121,33 @@ def _is_thoracic(name: str) -> bool:
     return name.startswith("T")
 
 
+#: The name a hypothesis gives a top piece it takes for a fragment of the skull base (the
+#: occiput cut by the view above C1): not a vertebra, dropped from the mask.
+SKULL_PIECE = "skull"
+#: Names that are not vertebrae with their own evidence (ribs, facet joints, pitch).
+NOT_SCORED = ("sacrum", SKULL_PIECE)
+#: Prior probability that a top piece cut by the view is a fragment of the skull base. Its
+#: evidence: its midline bone area against the next piece's (``top_bone_ratio``), measured:
+#: 0.8-1.45 for a vertebra at the top of phantoms' and lidc0001's views, 1.8-6 for a cut occiput.
+PRIOR_SKULL_TOP = 0.1
+SKULL_RATIO_MID, SKULL_LLR_PER_LOG = 1.6, 4.0
+
+
+def _skull_top_llr(ratio: float | None) -> float:
+    """Log-likelihood ratio that the top piece, ``ratio`` times the next one's bone area, is
+    skull rather than a vertebra."""
+    if ratio is None or ratio <= 0:
+        return -FUSED_LLR_MAX
+    return float(np.clip(SKULL_LLR_PER_LOG * math.log(ratio / SKULL_RATIO_MID), -FUSED_LLR_MAX, FUSED_LLR_MAX))
+
+
 #: The sacrum may span up to this many caudal pieces: the separation cut S1 off the rest of
 #: it (or the rest into two) at the remnant of a fused disc.
 MAX_SACRUM_PIECES = 3
 #: Log-likelihood ratio (fused remnant against disc) of an edge per unit of relative
 #: strength below REMNANT_FRACTION (``discs.disc_strengths``), and its bounds. Measured
 #: (44 phantoms, both real CTs): discs between two bodies >= 0.72 of the discs above them,
-#: a disc the view cuts 0.5-0.94, an osteoporotic sacrum's remnants 0.1-0.56.
+#: a disc the view cuts 0.5-0.94, an osteoporotic sacrum's remnants 0.27-0.56.
 FUSED_PER_UNIT, FUSED_LLR_MAX = 10.0, 4.0
 #: Prior probability, per extra piece, that the chain cut the sacrum (its remnant edges are
 #: mostly caught before: ``discs.drop_fused_remnants``); an edge of unknown strength
@@ -159,6 +179,13 @@ def _sacrum_probabilities(feats: list[SegmentFeatures], last_has_caudal_disc: bo
     return out
 
 
+def _piece_options(feats: list[SegmentFeatures], max_sacrum_pieces: int):
+    """(sacrum pieces, 1 if the top piece is taken for skull else 0) for every hypothesis family."""
+    tops = (0, 1) if feats[0].top_bone_ratio is not None and len(feats) >= 3 else (0,)
+    return [(pieces, top) for pieces in range(1, max_sacrum_pieces + 1) for top in tops
+            if len(feats) - pieces - top >= 0]
+
+
 def _sacrum_probability(f: SegmentFeatures, last_has_caudal_disc: bool) -> float:
     """Probability that the caudal-most piece ``f`` is the sacrum."""
     if last_has_caudal_disc:
@@ -183,13 +210,13 @@ def label_segments(feats: list[SegmentFeatures], last_has_caudal_disc: bool, sku
         for l6 in (False, True):
             for mr in (False, True):
                 seq = _sequence(t13, l6)
-                for pieces in range(1, len(p_sacrum) + 1):
-                    m = n - pieces + 1  # labelled pieces, the sacrum counted once
+                for pieces, top in _piece_options(feats, len(p_sacrum)):
+                    m = n - pieces + 1 - top  # labelled pieces, the sacrum counted once
                     for k0 in range(0, len(seq) - m + 1):
                         names = seq[k0:k0 + m]
-                        if pieces > 1 and names[-1] != "sacrum":
+                        if (pieces > 1 and names[-1] != "sacrum") or (top and k0 > 0):
                             continue
-                        names = names + ["sacrum"] * (pieces - 1)
+                        names = [SKULL_PIECE] * top + names + ["sacrum"] * (pieces - 1)
                         if mr and "T12" not in names:
                             continue  # a missing rib out of view changes nothing: counted once
                         h = Hypothesis(names, t13, l6, mr, pieces)
@@ -203,13 +230,13 @@ def label_segments(feats: list[SegmentFeatures], last_has_caudal_disc: bool, sku
     post_image = _normalised([h.image for h in hyps])  # the variants at even odds
     best = hyps[int(np.argmax(post))]
     anchored = _anchors_in_view(best, feats, p_sacrum[best.sacrum_pieces], skull)
-    cranial = _cranial_anchor(feats, skull)
+    cranial = _cranial_anchor(feats, skull or best.names[0] == SKULL_PIECE)
     values, conf, reasons, guessed = [], [], [], []
     for i in range(n):
         name = best.names[i]
         mass = _label_mass(hyps, post, i)
         mass_image = _label_mass(hyps, post_image, i)
-        values.append(L.value_of(name))
+        values.append(0 if name == SKULL_PIECE else L.value_of(name))
         c, why = mass[name], []
         if not anchored:
             c = min(c, mass_image[name], GUESS_MAX)  # _explain says why: no anchor at all
@@ -228,6 +255,7 @@ def label_segments(feats: list[SegmentFeatures], last_has_caudal_disc: bool, sku
     notes = _explain(best, feats, p_sacrum[best.sacrum_pieces], skull, reasons, cranial)
     against = contradictions(best, feats)
     _hold_contradicted(best, against, conf, reasons, notes)
+    guessed = [i for i in guessed if best.names[i] != SKULL_PIECE]
     if guessed:
         notes.append(f"{_runs([best.names[i] for i in guessed], guessed)} labelled by a guess (confidence < 0.5): " +
                      ("no cranial anchor in view (skull base or cervicothoracic transition), so "
@@ -249,6 +277,7 @@ def _hold_contradicted(best: Hypothesis, against: list[tuple[int, str]], conf: l
     it as a variant (an L6, a T13) or a shift, and the count through it is in doubt."""
     if not against:
         return
+
     def hold(i: int) -> None:
         if conf[i] > GUESS_MAX:
             reasons[i][0] = f"label probability {GUESS_MAX:.2f}, held below 0.5 (from the anchors: {reasons[i][0]})"
@@ -293,9 +322,10 @@ def _label_mass(hyps: list[Hypothesis], post: np.ndarray, i: int) -> dict[str, f
 
 def _anchors_in_view(best: Hypothesis, feats, p_sacrum: float, skull: bool) -> bool:
     """Sacrum, a rib-bearing vertebra or the skull base: something to count from."""
-    if (best.names[-1] == "sacrum" and p_sacrum > 0.5) or (skull and best.names[0] == "C1"):
+    if (best.names[-1] == "sacrum" and p_sacrum > 0.5) or (skull and best.names[0] == "C1") or \
+            best.names[0] == SKULL_PIECE:
         return True
-    return any(f.rib >= 0.5 and f.ilium < 0.3 and nm != "sacrum" for nm, f in zip(best.names, feats))
+    return any(f.rib >= 0.5 and f.ilium < 0.3 and nm not in NOT_SCORED for nm, f in zip(best.names, feats))
 
 
 def _cranial_anchor(feats: list[SegmentFeatures], skull: bool) -> str | None:
@@ -345,7 +375,12 @@ def _image_score(h: Hypothesis, feats: list[SegmentFeatures], p_sacrum: dict[int
     for f in feats[len(feats) - h.sacrum_pieces + 1:]:
         sc += _fused_llr(f.disc_above_strength) + FITTING_VERTEBRA_LOGL + math.log(PRIOR_SACRUM_CUT)
     if skull:
-        sc += 0.0 if h.names[0] == "C1" else math.log(0.03)
+        sc += 0.0 if h.names[0] in ("C1", SKULL_PIECE) else math.log(0.03)
+    if feats[0].top_bone_ratio is not None:
+        if h.names[0] == SKULL_PIECE:
+            sc += math.log(PRIOR_SKULL_TOP) + _skull_top_llr(feats[0].top_bone_ratio) + FITTING_VERTEBRA_LOGL
+        else:
+            sc += math.log(1.0 - PRIOR_SKULL_TOP)
     sc += sum(w * _evidence(p) for _, _, p, w in _observations(h, feats))
     residuals, scale = _pitch_residuals(h, feats)
     if residuals:
@@ -359,7 +394,7 @@ def _observations(h: Hypothesis, feats: list[SegmentFeatures]):
     probability that the observation fits ``h``'s label, weight)."""
     near_pelvis = feats[-1].ilium >= 0.3
     for i, (name, f) in enumerate(zip(h.names, feats)):
-        if name == "sacrum":
+        if name in NOT_SCORED:
             continue
         if f.ilium >= 0.3 or (near_pelvis and i >= len(feats) - 3 and name[0] == "L"):
             continue  # iliac crest beside L4-L6 looks like ribs
@@ -389,7 +424,7 @@ def _pitch_residuals(h: Hypothesis, feats: list[SegmentFeatures]) -> tuple[list[
     scale (clipped to +-0.25). C1 has no body and no disc below it (the atlanto-axial joint):
     its "pitch" is not comparable, left out; so is the sacrum's."""
     obs = [(i, f.pitch_mm / PITCH_MM[nm]) for i, (nm, f) in enumerate(zip(h.names, feats))
-           if f.pitch_mm and nm not in ("sacrum", "C1")]
+           if f.pitch_mm and nm not in NOT_SCORED + ("C1",)]
     if not obs:
         return [], 0.0
     r = np.log([x for _, x in obs])
@@ -466,7 +501,7 @@ def _transverse_pattern(h: Hypothesis, feats: list[SegmentFeatures]) -> str:
 def _facet_sagittal_prior(name: str, last_thoracic: str) -> float | None:
     """Probability that the facet joints above vertebra ``name`` are sagittal; None for
     the levels left out (C1..T1, the sacrum)."""
-    if name[0] == "C" or name in ("T1", "sacrum"):
+    if name[0] == "C" or name in ("T1",) + NOT_SCORED:
         return None
     if name[0] == "L":
         return FACET_SAGITTAL["lumbar"]
@@ -509,7 +544,7 @@ def _explain(best: Hypothesis, feats, p_sacrum, skull, reasons, cranial: str | N
     elif cranial:
         for r in reasons:
             r.append(f"labelled by counting down from the {cranial}")
-    ribbed = [nm for nm, f in zip(names, feats) if f.rib >= 0.5 and nm != "sacrum" and f.ilium < 0.3]
+    ribbed = [nm for nm, f in zip(names, feats) if f.rib >= 0.5 and nm not in NOT_SCORED and f.ilium < 0.3]
     if ribbed:
         anchors.append("ribs")
         notes.append(f"{len(ribbed)} rib-bearing vertebrae in view ({ribbed[0]}..{ribbed[-1]})")
@@ -544,6 +579,11 @@ def _explain(best: Hypothesis, feats, p_sacrum, skull, reasons, cranial: str | N
     if skull and names[0] == "C1":
         anchors.append("skull base")
         reasons[0].append("skull base directly above: C1")
+    if names[0] == SKULL_PIECE:
+        anchors.append("skull base")
+        notes.append(f"top piece taken for a fragment of the skull base cut by the view (its midline bone "
+                     f"{feats[0].top_bone_ratio:.1f} times the next piece's): not a vertebra; C1 below it")
+        reasons[1].append("skull base fragment directly above: C1")
     if not anchors:
         tps = _transverse_pattern(best, feats)
         cues = "vertebra sizes and transverse-process lengths" if tps else "vertebra sizes"
