@@ -31,7 +31,8 @@ oblique affine gives the same world answer; results are voxel indices on the inp
    otherwise the projected world anterior is used.
 4. **Cut.** The canal's anterior wall is the most anterior canal pixel edge; the body is
    the part of the vertebra anterior of that wall plus a 2 mm margin (which drops the
-   pedicle roots), restricted to its largest 26-connected component. Without a canal
+   pedicle roots) and within 35 mm of the canal's midline (no body is wider; this drops a
+   rib a mask took in with its vertebra), restricted to its largest 26-connected component. Without a canal
    (open arch, partial vertebra, odd masks) the wall is estimated from the thickest part
    of the projection: the body is the largest disc, so the wall lies one inscribed radius
    posterior of the point of maximal distance to the projection's border.
@@ -88,6 +89,10 @@ _WALL_MARGIN_MM = 2.0
 _S1_SLAB_MM = 30.0
 #: Half the width of an adult S1 body, about the canal midline.
 _S1_HALF_WIDTH_MM = 25.0
+#: No vertebral body reaches further than this from the canal's midline (the widest adult
+#: lumbar bodies are ~60 mm wide): what a mask holds beyond it in front of the canal is
+#: not body (a rib taken in with its vertebra, the first rib arching forward from T1).
+_BODY_HALF_WIDTH_MM = 35.0
 #: CT repair of labels: closing radius, and the density that counts as (cancellous) bone.
 _REPAIR_RADIUS_MM = 3.0
 _BONE_HU = 100.0
@@ -368,7 +373,7 @@ def _cut(world: np.ndarray, axis: np.ndarray, spacing_mm: float) -> _Cut:
     # The body centre seen from the canal centre gives the mid-sagittal direction (both lie
     # on the symmetry plane) with a long lever arm; find the body first with world anterior.
     first_wall = float(np.max(canal_uv[:, 1])) + pixel / 2.0
-    first_body = uv[:, 1] > first_wall + _WALL_MARGIN_MM
+    first_body = (uv[:, 1] > first_wall + _WALL_MARGIN_MM) & (np.abs(uv[:, 0] - canal_centre[0]) <= _BODY_HALF_WIDTH_MM)
     towards = uv[first_body].mean(axis=0) if np.any(first_body) else np.zeros(2)  # else the mass centre
     direction = _anterior_from_canal(towards - canal_centre)
     side = np.array([direction[1], -direction[0]])  # in-plane lateral, perpendicular to it
@@ -377,8 +382,12 @@ def _cut(world: np.ndarray, axis: np.ndarray, spacing_mm: float) -> _Cut:
 
 
 def _anterior_part(world: np.ndarray, axis: np.ndarray, spacing_mm: float) -> np.ndarray:
-    """Boolean per point (RAS mm rows of ``world``): True for the body, anterior of the canal."""
-    return _cut(world, axis, spacing_mm).body
+    """Boolean per point (RAS mm rows of ``world``): True for the body, anterior of the canal
+    and within _BODY_HALF_WIDTH_MM of its midline."""
+    cut = _cut(world, axis, spacing_mm)
+    if cut.midline is None:
+        return cut.body
+    return cut.body & (np.abs(cut.lateral - cut.midline) <= _BODY_HALF_WIDTH_MM)
 
 
 def _rasterise(uv: np.ndarray, pixel: float, spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:

@@ -248,3 +248,25 @@ def test_tiny_and_float_masks(abdomen):
     np.testing.assert_allclose(body_centroids(as_float)[22], body_centroids(abdomen)[22])
     with pytest.raises(SpineLabelInputError, match="not a label map"):
         body_centroids(Image(tiny + 0.5, np.eye(4), "half.nii.gz"))
+
+
+def test_a_rib_taken_in_with_its_vertebra_does_not_move_the_body_centroid(abdomen, reference_ras):
+    """A mask that took in a rib (the first rib arching forward from T1 is the usual case)
+    holds bone in front of the canal far beside the body: the cut keeps 35 mm either side
+    of the canal's midline, so the body centre stays where it was."""
+    ribbed = abdomen.array.copy()
+    v = 20  # L1
+    # a 12 mm x 12 mm bar of bone from the body's right side to 75 mm right of its centre,
+    # level with the body's centre and in front of the canal (3 mm RAS voxels: i is R-L)
+    ref_ras = reference_ras[v]
+    body_ijk = np.round(abdomen.world_to_index(ref_ras)).astype(int)
+    i0, i1 = body_ijk[0] + 5, body_ijk[0] + 25
+    j0, j1 = body_ijk[1] - 2, body_ijk[1] + 2
+    k0, k1 = body_ijk[2] - 2, body_ijk[2] + 2
+    bar = np.zeros_like(ribbed, dtype=bool)
+    bar[i0:i1, j0:j1, k0:k1] = True
+    ribbed[bar & (ribbed == 0)] = v
+    assert (bar & (ribbed == v)).sum() > 300
+    error = _errors_mm(abdomen, body_centroids(abdomen.with_array(ribbed), labels=[v]), {v: ref_ras})
+    plain = _errors_mm(abdomen, body_centroids(abdomen, labels=[v]), {v: ref_ras})
+    assert error[v] < plain[v] + 1.0, (error, plain)

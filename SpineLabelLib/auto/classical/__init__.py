@@ -37,9 +37,11 @@ Pipeline (each step in its own module):
    below the iliac wings under a piece flanked by them) is merged back into it.
 6. :mod:`.labelling` — hypotheses over the anatomical sequence (T13, L6, missing 12th
    rib included; the sacrum spanning one to three caudal pieces, judged by how weak the
-   edges between them are) scored by the anchors; the posterior gives each label's
+   edges between them are; a top piece cut by the view taken for a fragment of the skull
+   base, judged by its midline bone against the next piece's) scored by the anchors; the posterior gives each label's
    confidence, held below 0.5 where the chosen labels contradict the image. Pieces the
-   labelling gives the sacrum are joined before the mask's separation.
+   labelling gives the sacrum are joined before the mask's separation; a top piece it
+   takes for skull is dropped like one found by its size.
 7. The sacrum is extended over its height and below the tracked curve (bone connected
    to it in a midline band, marrow filled per slice); its centroid is the S1 body's,
    cut from the final sacrum's cranial slab on the input grid like any sacrum's

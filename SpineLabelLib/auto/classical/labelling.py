@@ -20,7 +20,9 @@ scored by the evidence:
 * priors: T13 and L6 each in ~6% of spines, a missing 12th rib in ~4%;
 * the sacrum may span the last one to three pieces: the separation cuts a sacrum whose
   marrow is dark at the remnants of its fused discs, edges much weaker than the discs
-  above them (``discs.disc_strengths``).
+  above them (``discs.disc_strengths``);
+* the top piece, where the view cuts it, may be a fragment of the skull base above C1
+  (its midline bone against the next piece's, ``top_bone_ratio``).
 
 The labels are those of the best hypothesis (evidence and priors). The posterior over
 hypotheses gives each vertebra's confidence: the probability mass of the hypotheses that
