@@ -123,6 +123,9 @@ def _is_thoracic(name: str) -> bool:
     return name.startswith("T")
 
 
+#: Bound of the log-likelihood ratios of the piece cues below (a top piece taken for skull,
+#: an edge taken for a fused disc): one cue alone does not overrule the anchors' count.
+LLR_MAX = 4.0
 #: The name a hypothesis gives a top piece it takes for a fragment of the skull base (the
 #: occiput cut by the view above C1): not a vertebra, dropped from the mask.
 SKULL_PIECE = "skull"
@@ -139,18 +142,18 @@ def _skull_top_llr(ratio: float | None) -> float:
     """Log-likelihood ratio that the top piece, ``ratio`` times the next one's bone area, is
     skull rather than a vertebra."""
     if ratio is None or ratio <= 0:
-        return -FUSED_LLR_MAX
-    return float(np.clip(SKULL_LLR_PER_LOG * math.log(ratio / SKULL_RATIO_MID), -FUSED_LLR_MAX, FUSED_LLR_MAX))
+        return -LLR_MAX
+    return float(np.clip(SKULL_LLR_PER_LOG * math.log(ratio / SKULL_RATIO_MID), -LLR_MAX, LLR_MAX))
 
 
 #: The sacrum may span up to this many caudal pieces: the separation cut S1 off the rest of
 #: it (or the rest into two) at the remnant of a fused disc.
 MAX_SACRUM_PIECES = 3
 #: Log-likelihood ratio (fused remnant against disc) of an edge per unit of relative
-#: strength below REMNANT_FRACTION (``discs.disc_strengths``), and its bounds. Measured
+#: strength below REMNANT_FRACTION (``discs.disc_strengths``), bounded by LLR_MAX. Measured
 #: (44 phantoms, both real CTs): discs between two bodies >= 0.72 of the discs above them,
 #: a disc the view cuts 0.5-0.94, an osteoporotic sacrum's remnants 0.27-0.56.
-FUSED_PER_UNIT, FUSED_LLR_MAX = 10.0, 4.0
+FUSED_PER_UNIT = 10.0
 #: Prior probability, per extra piece, that the chain cut the sacrum (its remnant edges are
 #: mostly caught before: ``discs.drop_fused_remnants``); an edge of unknown strength
 #: (fewer than two discs above it) adds no evidence either way.
@@ -164,7 +167,7 @@ def _fused_llr(strength: float | None) -> float:
     """Log-likelihood ratio that an edge of relative ``strength`` is a fused remnant, not a disc."""
     if strength is None:
         return 0.0
-    return float(np.clip(FUSED_PER_UNIT * (REMNANT_FRACTION - strength), -FUSED_LLR_MAX, FUSED_LLR_MAX))
+    return float(np.clip(FUSED_PER_UNIT * (REMNANT_FRACTION - strength), -LLR_MAX, LLR_MAX))
 
 
 def _sacrum_probabilities(feats: list[SegmentFeatures], last_has_caudal_disc: bool) -> dict[int, float]:
