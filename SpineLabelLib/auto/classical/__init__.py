@@ -62,6 +62,7 @@ a vertebra, no spinal canal found), never an exception for a valid image.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -116,8 +117,8 @@ def _merge_sacrum_pieces(segs, all_segs, disc_idx, result):
     keep = len(result.values) - k + 1
     # the joined piece is the sacrum only if every part of it is
     confidence = result.confidence[:keep - 1] + [min(result.confidence[keep - 1:])]
-    result = labelling.Labelling(result.values[:keep], confidence, result.reasons[:keep], result.notes,
-                                 result.contradicted)
+    result = dataclasses.replace(result, values=result.values[:keep], confidence=confidence,
+                                 reasons=result.reasons[:keep])
     return segs, all_segs, disc_idx, result
 
 
@@ -334,8 +335,8 @@ class ClassicalEngine(Engine):
             # skull piece found by its size is (the mask's separation still floods it)
             skull_piece = float(feats[0].top_bone_ratio)
             segs, feats = segs[1:], feats[1:]
-            result = labelling.Labelling(result.values[1:], result.confidence[1:], result.reasons[1:], result.notes,
-                                         result.contradicted)
+            result = dataclasses.replace(result, values=result.values[1:], confidence=result.confidence[1:],
+                                         reasons=result.reasons[1:])
         if result.values[-2:] == [SACRUM, SACRUM]:
             # the sacrum spans several pieces: the edges between them are fused discs'
             # remnants; the mask's separation below gets one segment for it

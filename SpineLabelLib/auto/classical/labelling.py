@@ -173,15 +173,9 @@ def _fused_llr(strength: float | None) -> float:
 def _sacrum_probabilities(feats: list[SegmentFeatures], last_has_caudal_disc: bool) -> dict[int, float]:
     """k -> probability that the last k pieces together are the sacrum, from the merged
     piece's iliac wings and length."""
-    out = {}
-    for k in range(1, min(MAX_SACRUM_PIECES, len(feats)) + 1):
-        part = feats[-k:]
-        merged = SegmentFeatures(rib=part[-1].rib, rib_sides=part[-1].rib_sides,
-                                 ilium=max(f.ilium for f in part), pitch_mm=None,
-                                 length_mm=sum(f.length_mm for f in part), z_range=part[-1].z_range,
-                                 at_fov_edge=part[-1].at_fov_edge)
-        out[k] = _sacrum_probability(merged, last_has_caudal_disc)
-    return out
+    return {k: _sacrum_probability(max(f.ilium for f in feats[-k:]), sum(f.length_mm for f in feats[-k:]),
+                                   last_has_caudal_disc)
+            for k in range(1, min(MAX_SACRUM_PIECES, len(feats)) + 1)}
 
 
 def _piece_options(feats: list[SegmentFeatures], max_sacrum_pieces: int):
@@ -191,15 +185,16 @@ def _piece_options(feats: list[SegmentFeatures], max_sacrum_pieces: int):
             if len(feats) - pieces - top >= 0]
 
 
-def _sacrum_probability(f: SegmentFeatures, last_has_caudal_disc: bool) -> float:
-    """Probability that the caudal-most piece ``f`` is the sacrum."""
+def _sacrum_probability(ilium: float, length_mm: float, last_has_caudal_disc: bool) -> float:
+    """Probability that the caudal-most piece (iliac wings beside it ``ilium``, 0..1; its
+    length along the curve ``length_mm``) is the sacrum."""
     if last_has_caudal_disc:
         # a long piece flanked by the iliac wings with an edge below it is the sacrum cut
         # at an intra-sacral (S1/S2) edge as often as L5 beside the iliac crest
-        return 0.4 if f.ilium >= 0.3 and f.length_mm >= 25.0 else 0.02
-    if f.ilium >= 0.3 and f.length_mm >= 25.0:
+        return 0.4 if ilium >= 0.3 and length_mm >= 25.0 else 0.02
+    if ilium >= 0.3 and length_mm >= 25.0:
         return 0.95
-    if f.ilium >= 0.3:
+    if ilium >= 0.3:
         return 0.6
     return 0.05
 
